@@ -1,0 +1,1 @@
+"""System checks (L4): refuse settings that cannot work."""

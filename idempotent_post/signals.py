@@ -1,0 +1,21 @@
+"""Signals sent by the engine (O1, O2). Every signal is sent with ``sender`` = the view."""
+
+from django.dispatch import Signal
+
+# request, record: a stored response was replayed instead of running the view.
+replayed = Signal()
+
+# request, record: a duplicate arrived while the first was still in progress (409).
+conflict = Signal()
+
+# request, record: a key was reused for a different request (422).
+mismatch = Signal()
+
+# request, record, attempts: a retry took over a reservation whose lease had run out.
+lease_taken_over = Signal()
+
+# request, error: the cache lock failed and the database lock was used instead.
+lock_backend_fallback = Signal()
+
+# request, path, fingerprint: the same POST arrived twice within a short window.
+double_submit_suspected = Signal()
