@@ -1,0 +1,131 @@
+"""Post/Redirect/Get for class-based form views (G2-G5)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.contrib import messages
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase, HttpResponseRedirectBase
+from django.template.response import TemplateResponse
+
+from idempotent_post.conf import conf
+from idempotent_post.engine import Guard
+from idempotent_post.http import HttpResponseSeeOther
+from idempotent_post.keys import InvalidKey, parse_key, scope_for
+from idempotent_post.models import IdempotencyRecord
+from idempotent_post.responses import INVALID_KEY, REPLAYED_HEADER, problem_response
+
+logger = logging.getLogger("idempotent_post")
+
+
+def _redirects(status: int) -> bool:
+    # Only the redirect of a valid form is an outcome worth replaying; an invalid
+    # form's page is not stored, so the user can correct it and submit again.
+    return 300 <= status < 400
+
+
+class PostRedirectGetMixin:
+    """Answer a valid POST with ``303 See Other`` and make it safe to submit twice.
+
+    Put it first in the bases of a ``FormView``, ``CreateView`` or ``UpdateView`` whose
+    template renders ``{% idempotency_key_field %}`` in its form. A double click, a
+    reload of the POST or a back-and-resubmit of the same rendered form all land on
+    the same result page, and the view's ``form_valid`` runs once (G4). A duplicate
+    that arrives while the first still runs waits for it up to ``idempotency_wait``
+    seconds (default ``IDEMPOTENT_POST_FORM_WAIT``), then gets a page that refreshes
+    itself until the result is there.
+    """
+
+    #: The status of an invalid form's page (422 suits Turbo and htmx).
+    invalid_status: int = 200
+    #: The message a replayed submit adds (django.contrib.messages), or "" for none.
+    replay_message: str = "This form was already submitted; here is its result."
+    #: Seconds a duplicate waits for the first submit; ``None`` follows the setting.
+    idempotency_wait: float | None = None
+    #: Who a form key belongs to (see IDEMPOTENT_POST_SCOPE).
+    idempotency_scope: Any = "user_or_session"
+    processing_template_name = "idempotent_post/processing.html"
+
+    request: HttpRequest
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        # The scope of an anonymous visitor is the session: create it when the form is
+        # rendered, so the first submit does not change the scope of the next one.
+        session = getattr(request, "session", None)
+        if session is not None and not session.session_key and not request.user.is_authenticated:
+            session.save()
+        pending = request.GET.get(conf.FORM_FIELD)
+        if pending:
+            return self._pending_result(request, pending, *args, **kwargs)
+        return super().get(request, *args, **kwargs)  # type: ignore[misc]
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        value = request.POST.get(conf.FORM_FIELD)
+        if not value:
+            logger.warning(
+                "%s: form posted without the %r field, so it is not guarded against double "
+                "submits; render {%% idempotency_key_field %%} in the form.",
+                type(self).__name__,
+                conf.FORM_FIELD,
+            )
+            return super().post(request, *args, **kwargs)  # type: ignore[misc]
+        try:
+            key = parse_key(value)
+        except InvalidKey as error:
+            return problem_response(INVALID_KEY, str(error))
+        wait = conf.FORM_WAIT if self.idempotency_wait is None else self.idempotency_wait
+        guard = Guard(scope=self.idempotency_scope, wait=wait, store=_redirects, sender=type(self))
+        response = guard.handle(
+            request,
+            key,
+            lambda: super(PostRedirectGetMixin, self).post(request, *args, **kwargs),  # type: ignore[misc]
+        )
+        if response.status_code == 409:
+            return self.processing_response(key)
+        if response.get(REPLAYED_HEADER) == "true" and self.replay_message:
+            messages.info(request, self.replay_message, fail_silently=True)
+        return response
+
+    def form_valid(self, form: Any) -> HttpResponseBase:
+        response = super().form_valid(form)  # type: ignore[misc]
+        if isinstance(response, HttpResponseRedirectBase) and response.status_code == 302:
+            return HttpResponseSeeOther(response["Location"])
+        return response
+
+    def form_invalid(self, form: Any) -> HttpResponseBase:
+        response = super().form_invalid(form)  # type: ignore[misc]
+        response.status_code = self.invalid_status
+        return response
+
+    def processing_response(self, key: str) -> HttpResponseBase:
+        """The page a duplicate gets while the first submit is still running."""
+        refresh_url = f"{self.request.path}?{conf.FORM_FIELD}={key}"
+        return TemplateResponse(
+            self.request,
+            self.processing_template_name,
+            {"refresh_url": refresh_url, "refresh_seconds": 2},
+            status=202,
+        )
+
+    def _pending_result(
+        self, request: HttpRequest, key: str, *args: Any, **kwargs: Any
+    ) -> HttpResponseBase:
+        # Where the "still processing" page refreshes to: the result once it is there.
+        record = (
+            IdempotencyRecord.objects.filter(
+                scope=scope_for(request, self.idempotency_scope), key=key
+            )
+            .only("state", "status_code", "response_headers")
+            .first()
+        )
+        if record is None:
+            return super().get(request, *args, **kwargs)  # type: ignore[misc]
+        location = next(
+            (value for name, value in record.response_headers if name.lower() == "location"),
+            None,
+        )
+        if record.state == record.State.COMPLETED and location:
+            return HttpResponseSeeOther(location)
+        return self.processing_response(key)
