@@ -1,0 +1,1 @@
+"""The shop: products, orders taken through a form and an API, and comments."""

@@ -1,0 +1,88 @@
+"""The shop's JSON API (Django REST framework)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from demo_project.shop.models import Comment, Order, Product
+from demo_project.shop.serializers import (
+    CommentSerializer,
+    OrderSerializer,
+    ProductSearchSerializer,
+    ProductSerializer,
+)
+from idempotent_post import idempotent
+
+
+class ProductViewSet(viewsets.ReadOnlyModelViewSet):
+    """`/api/products/`: list and read products; search them by POST (M4)."""
+
+    queryset = Product.objects.all()
+    serializer_class = ProductSerializer
+
+    @extend_schema(request=ProductSearchSerializer, responses=ProductSerializer(many=True))
+    @action(detail=False, methods=["post"])
+    def search(self, request: Request) -> Response:
+        """Products whose name contains `q`.
+
+        A POST that changes nothing (the query could be long or private), so it is safe to
+        repeat and left unguarded: no `Idempotency-Key` needed.
+        """
+        query = ProductSearchSerializer(data=request.data)
+        query.is_valid(raise_exception=True)
+        products = self.get_queryset().filter(name__icontains=query.validated_data["q"])
+        return Response(ProductSerializer(products, many=True).data)
+
+
+class OrderViewSet(
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """`/api/orders/`: the caller's orders; placing one needs an `Idempotency-Key` (M2)."""
+
+    serializer_class = OrderSerializer
+    permission_classes = [IsAuthenticated]
+
+    def get_queryset(self) -> QuerySet[Order]:
+        # drf-spectacular builds the schema without a real user.
+        if getattr(self, "swagger_fake_view", False):
+            return Order.objects.none()
+        return Order.objects.filter(user=self.request.user).select_related("product")
+
+    # required=True: a client that forgets the key gets a 400 rather than an order that a
+    # network retry could silently duplicate.
+    @idempotent(required=True)
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Place an order; a retry with the same key replays the first answer."""
+        return super().create(request, *args, **kwargs)
+
+    def perform_create(self, serializer: OrderSerializer) -> None:  # type: ignore[override]
+        serializer.save(user=self.request.user)
+
+    def get_success_headers(self, data: Any) -> dict[str, str]:
+        return {"Location": reverse("api:order-detail", kwargs={"pk": data["id"]})}
+
+
+class CommentViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    """`/api/comments/`: every POST adds a comment (M3).
+
+    Deliberately unguarded, to show what a plain non-idempotent POST does on retry.
+    """
+
+    queryset = Comment.objects.all()
+    serializer_class = CommentSerializer
+
+    def perform_create(self, serializer: CommentSerializer) -> None:  # type: ignore[override]
+        user = self.request.user
+        serializer.save(user=user if user.is_authenticated else None)

@@ -1,0 +1,17 @@
+"""URLs of the demo shop: the pages at the root, the API under ``/api/``."""
+
+from django.contrib import admin
+from django.contrib.staticfiles.views import serve as serve_static
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView
+
+urlpatterns = [
+    path("", include("demo_project.shop.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/", include("demo_project.shop.api_urls")),
+    path("api-auth/", include("rest_framework.urls")),
+    path("admin/", admin.site.urls),
+    # runserver serves static files itself; this lets gunicorn serve the admin's and the
+    # browsable API's too, with no extra dependency. Fine for a demo, slow for production.
+    re_path(r"^static/(?P<path>.*)$", serve_static, {"insecure": True}),
+]
