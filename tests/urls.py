@@ -21,4 +21,6 @@ urlpatterns = [
     path("t/async/", views.async_create),
     path("t/drf/", views.drf_create),
     path("api/", include(router.urls)),
+    # The demo shop, for the M tests and the browser tests.
+    path("", include("demo_project.urls")),
 ]
