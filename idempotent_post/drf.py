@@ -38,7 +38,7 @@ class IdempotentMixin:
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
         from idempotent_post.decorators import idempotent
 
-        method = request.method.lower()
+        method = (request.method or "").lower()
         handler = getattr(self, method, None)
         if method in self.idempotency_methods and handler is not None:
             setattr(self, method, idempotent(**self.idempotency_options)(handler))

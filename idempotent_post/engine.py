@@ -314,9 +314,9 @@ class Guard:
                 signals.lock_backend_fallback.send(
                     sender=self.sender, request=attempt.request, error=error
                 )
-        lock = database_lock(attempt.using, attempt.scope, attempt.key)
-        if lock is None or lock.transactional or lock.acquire():
-            return lock
+        database = database_lock(attempt.using, attempt.scope, attempt.key)
+        if database is None or database.transactional or database.acquire():
+            return database
         return IN_FLIGHT
 
     def _run_locked(

@@ -1,8 +1,9 @@
 """Shared fixtures.
 
 PostgreSQL and Redis tests run when ``DATABASE_URL`` names a PostgreSQL database and
-``REDIS_URL`` a Redis; elsewhere they skip with the reason. Under ``CI=true`` a missing
-service fails the test instead, so CI cannot go green by skipping them.
+``REDIS_URL`` a Redis; elsewhere they skip with the reason. A service named in
+``TEST_REQUIRE_SERVICES`` (comma-separated: ``postgres,redis,chromium``) fails the test
+instead of skipping it: ``.ci/run`` sets it, so CI cannot go green by skipping them.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from django.db import connection
 
 from tests.testapp import views
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
+REQUIRED_SERVICES = set(filter(None, os.environ.get("TEST_REQUIRE_SERVICES", "").split(",")))
 
 
-def _unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"CI=true but {reason}", pytrace=False)
+def _unavailable(reason: str, service: str) -> None:
+    if service in REQUIRED_SERVICES:
+        pytest.fail(f"TEST_REQUIRE_SERVICES names {service}, but the test {reason}", pytrace=False)
     pytest.skip(reason)
 
 
@@ -30,21 +31,21 @@ def _unavailable(reason: str) -> None:
 def postgres(db):
     """Skip (or fail under CI) unless the tests run on PostgreSQL."""
     if connection.vendor != "postgresql":
-        _unavailable("needs PostgreSQL: set DATABASE_URL=postgres://...")
+        _unavailable("needs PostgreSQL: set DATABASE_URL=postgres://...", "postgres")
 
 
 @pytest.fixture
 def redis_cache():
     """The alias of a reachable django-redis cache, with the engine's keys cleared."""
     if "redis" not in settings.CACHES:
-        _unavailable("needs Redis: set REDIS_URL=redis://...")
+        _unavailable("needs Redis: set REDIS_URL=redis://...", "redis")
     from django_redis import get_redis_connection
 
     client = get_redis_connection("redis")
     try:
         client.ping()
-    except Exception as error:  # noqa: BLE001
-        _unavailable(f"Redis at {os.environ.get('REDIS_URL')} does not answer: {error}")
+    except Exception as error:
+        _unavailable(f"Redis at {os.environ.get('REDIS_URL')} does not answer: {error}", "redis")
     return "redis"
 
 

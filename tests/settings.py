@@ -61,7 +61,11 @@ DATABASES = {
     )
 }
 
-CACHES = {
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not memory, so that the crash tests' child processes share it.
+    DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_SQLITE_NAME", "tests-db.sqlite3")}
+
+CACHES: dict[str, dict[str, object]] = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
 }
 REDIS_URL = os.environ.get("REDIS_URL")
@@ -69,7 +73,8 @@ if REDIS_URL:
     CACHES["redis"] = {
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": f"idempotent-post-tests-{os.getpid()}",
+        # Child processes of a test inherit the prefix, so they share the locks.
+        "KEY_PREFIX": os.environ.setdefault("TEST_REDIS_PREFIX", f"idempotent-tests-{os.getpid()}"),
         "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1},
     }
 

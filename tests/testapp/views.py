@@ -25,6 +25,11 @@ def _checkpoint(request):
     if name:
         entered[name].set()
         gates[name].wait(timeout=30)
+    if request.headers.get("X-Hold-Forever"):
+        # Crash tests: tell the parent process the view body runs, then never finish
+        # (the parent kills this process with SIGKILL).
+        print("ENTERED", flush=True)
+        threading.Event().wait()
 
 
 def _create(request):
