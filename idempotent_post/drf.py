@@ -42,3 +42,90 @@ class IdempotentMixin:
         handler = getattr(self, method, None)
         if method in self.idempotency_methods and handler is not None:
             setattr(self, method, idempotent(**self.idempotency_options)(handler))
+
+
+def guard_of(view: Any, method: str) -> Any:
+    """The :class:`~idempotent_post.engine.Guard` on the handler ``view`` runs for ``method``."""
+    action = getattr(view, "action", None)
+    handler = getattr(view, action or method.lower(), None)
+    guard = getattr(handler, "idempotent_guard", None)
+    if guard is None and handler is not None:
+        # @api_view wraps the function in a handler of its own that only calls it.
+        for cell in getattr(handler, "__closure__", None) or ():
+            guard = getattr(cell.cell_contents, "idempotent_guard", None)
+            if guard is not None:
+                break
+    return guard
+
+
+try:
+    from drf_spectacular.openapi import AutoSchema
+except ImportError:  # drf-spectacular is optional
+    pass
+else:
+
+    class IdempotentAutoSchema(AutoSchema):
+        """drf-spectacular schema that documents guarded operations (D3).
+
+        Set ``REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"]`` to this class: every operation
+        guarded by :func:`idempotent_post.idempotent` gains the ``Idempotency-Key``
+        header parameter, the ``Idempotent-Replayed`` response header on its 2xx
+        answers, and its 400, 409 and 422 problem+json answers.
+        """
+
+        def get_operation(self, *args: Any, **kwargs: Any) -> Any:
+            operation = super().get_operation(*args, **kwargs)
+            guard = guard_of(self.view, self.method)
+            if operation is None or guard is None:
+                return operation
+            from idempotent_post.conf import conf
+
+            required = guard.required if guard.required is not None else conf.REQUIRED
+            operation.setdefault("parameters", []).append(
+                {
+                    "in": "header",
+                    "name": conf.HEADER,
+                    "required": bool(required),
+                    "schema": {"type": "string", "minLength": 1, "maxLength": conf.KEY_MAX_LENGTH},
+                    "description": "A unique key per logical operation (a UUID will do). A "
+                    "retry with the same key gets the first answer again, without running "
+                    "the operation twice.",
+                }
+            )
+            responses = operation.setdefault("responses", {})
+            replayed = {
+                "Idempotent-Replayed": {
+                    "schema": {"type": "string", "enum": ["true"]},
+                    "description": "Present on a replay of a stored response.",
+                }
+            }
+            for code, response in responses.items():
+                if str(code).startswith("2"):
+                    response.setdefault("headers", {}).update(replayed)
+            problems = {
+                "400": "The key is malformed, or missing where it is required.",
+                "409": "A request with this key is still in progress; retry after Retry-After.",
+                "422": "The key was already used for a different request.",
+            }
+            for code, description in problems.items():
+                responses.setdefault(
+                    code,
+                    {
+                        "description": description,
+                        "content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}},
+                    },
+                )
+            return operation
+
+
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "description": "RFC 9457 problem details.",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+    },
+    "required": ["type", "title", "status", "detail"],
+}

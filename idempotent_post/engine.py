@@ -247,6 +247,28 @@ class Guard:
             raise
         return await sync_to_async(self._finish_durable)(attempt, response)
 
+    def peek(self, request: Any, key: str) -> IdempotencyRecord | _InFlight | None:
+        """What is known of ``key`` now, without running anything.
+
+        The live record (completed, or reserved in progress), ``IN_FLIGHT`` while
+        another attempt holds the in-flight lock, or ``None``.
+        """
+        using = conf.DATABASE or router.db_for_write(IdempotencyRecord)
+        attempt = Attempt(request, scope_for(request, self.scope), key, "", using, 0)
+        record = self._read(attempt)
+        if record is not None and record.is_live():
+            return record
+        with transaction.atomic(using=using):
+            lock = self._acquire(attempt)
+            if lock is IN_FLIGHT:
+                return IN_FLIGHT
+            if isinstance(lock, Lock):
+                held = not lock.transactional or lock.acquire()
+                lock.release()
+                if not held:
+                    return IN_FLIGHT
+        return None
+
     # Steps.
 
     def _start(self, request: Any, key: str) -> Attempt | HttpResponseBase:
@@ -373,12 +395,15 @@ class Guard:
             except IntegrityError:
                 raise _Abort(_LOST) from None
             return
-        attempts = 1 if dead.expires_at <= now else dead.attempts + 1
+        expired = dead.expires_at <= now
+        attempts = 1 if expired else dead.attempts + 1
         taken = _same_version(records, dead).update(
             attempts=attempts, created_at=now, recovery_points={}, **values
         )
         if not taken:
             raise _Abort(_LOST)
+        if not expired:
+            self._taken_over(attempt, dead, attempts)
 
     def _read_and_reserve(self, attempt: Attempt) -> Any:
         return self._reserve(attempt, self._read(attempt))
@@ -423,23 +448,23 @@ class Guard:
             if not _same_version(records, record).update(**changes):
                 return IN_FLIGHT
             if not expired:
-                logger.warning(
-                    "Lease of key %r (%s) ran out; attempt %d takes over.",
-                    attempt.key,
-                    attempt.scope,
-                    changes["attempts"],
-                )
-                signals.lease_taken_over.send(
-                    sender=self.sender,
-                    request=attempt.request,
-                    record=record,
-                    attempts=changes["attempts"],
-                )
+                self._taken_over(attempt, record, changes["attempts"])
             for name, value in changes.items():
                 setattr(record, name, value)
         attempt.record = record
         attempt.token = token
         return None
+
+    def _taken_over(self, attempt: Attempt, record: IdempotencyRecord, attempts: int) -> None:
+        logger.warning(
+            "Lease of key %r (%s) ran out; attempt %d takes over.",
+            attempt.key,
+            attempt.scope,
+            attempts,
+        )
+        signals.lease_taken_over.send(
+            sender=self.sender, request=attempt.request, record=record, attempts=attempts
+        )
 
     def _run_durable(self, attempt: Attempt, call_view: Callable[[], HttpResponseBase]) -> Any:
         self._watch_double_submit(attempt.request, attempt)

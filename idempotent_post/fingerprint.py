@@ -32,12 +32,11 @@ def _ignored_fields() -> set[str]:
 
 def _update_json(digest: Any, body: bytes) -> None:
     try:
-        data = json.loads(body)
-    except ValueError:
-        # Not JSON after all: the bytes are the fingerprint.
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"))
+    except (ValueError, RecursionError):
+        # Not JSON after all (or too deep to canonicalise): the bytes are the fingerprint.
         digest.update(body)
         return
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     digest.update(canonical.encode())
 
 

@@ -22,21 +22,27 @@ def header_meta_name(header: str) -> str:
 
 
 def _split_items(value: str) -> list[str]:
-    """Split a comma-joined header into its members, keeping commas inside quotes."""
+    """Split a comma-joined header into its members, keeping commas inside quoted keys.
+
+    A quote opens a quoted key only where a member starts; inside a bare token it is an
+    ordinary character.
+    """
     items: list[str] = []
     current: list[str] = []
-    quoted = escaped = False
+    quoted = escaped = started = False
     for char in value:
         if escaped:
             escaped = False
         elif quoted and char == "\\":
             escaped = True
-        elif char == '"':
+        elif char == '"' and (quoted or not started):
             quoted = not quoted
         elif char == "," and not quoted:
             items.append("".join(current))
             current = []
+            started = False
             continue
+        started = started or char not in " \t"
         current.append(char)
     if quoted:
         raise InvalidKey("The key has an opening quote but no closing one.")

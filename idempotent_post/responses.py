@@ -84,4 +84,7 @@ def replay(status_code: int, headers: list[Any], body: bytes | None) -> HttpResp
     for name, value in headers:
         response[name] = value
     response[REPLAYED_HEADER] = "true"
+    if "Location" in response:
+        # Like Django's redirect responses, so test clients can follow a replayed redirect.
+        response.url = response["Location"]  # type: ignore[attr-defined]
     return response

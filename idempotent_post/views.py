@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from idempotent_post.conf import conf
 from idempotent_post.engine import Guard
 from idempotent_post.http import HttpResponseSeeOther
-from idempotent_post.keys import InvalidKey, parse_key, scope_for
+from idempotent_post.keys import InvalidKey, parse_key
 from idempotent_post.models import IdempotencyRecord
 from idempotent_post.responses import INVALID_KEY, REPLAYED_HEADER, problem_response
 
@@ -113,19 +113,19 @@ class PostRedirectGetMixin:
         self, request: HttpRequest, key: str, *args: Any, **kwargs: Any
     ) -> HttpResponseBase:
         # Where the "still processing" page refreshes to: the result once it is there.
-        record = (
-            IdempotencyRecord.objects.filter(
-                scope=scope_for(request, self.idempotency_scope), key=key
-            )
-            .only("state", "status_code", "response_headers")
-            .first()
-        )
-        if record is None:
+        found = self._guard().peek(request, key)
+        if found is None:
             return super().get(request, *args, **kwargs)  # type: ignore[misc]
-        location = next(
-            (value for name, value in record.response_headers if name.lower() == "location"),
-            None,
-        )
-        if record.state == record.State.COMPLETED and location:
-            return HttpResponseSeeOther(location)
+        if isinstance(found, IdempotencyRecord) and found.state == found.State.COMPLETED:
+            location = next(
+                (value for name, value in found.response_headers if name.lower() == "location"),
+                None,
+            )
+            if location:
+                return HttpResponseSeeOther(location)
+            return super().get(request, *args, **kwargs)  # type: ignore[misc]
         return self.processing_response(key)
+
+    def _guard(self) -> Guard:
+        wait = conf.FORM_WAIT if self.idempotency_wait is None else self.idempotency_wait
+        return Guard(scope=self.idempotency_scope, wait=wait, store=_redirects, sender=type(self))

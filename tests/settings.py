@@ -5,6 +5,7 @@ django-redis cache under the alias ``redis`` for the cache lock backend tests.
 """
 
 import os
+import tempfile
 
 import dj_database_url
 
@@ -63,7 +64,13 @@ DATABASES = {
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that the crash tests' child processes share it.
-    DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_SQLITE_NAME", "tests-db.sqlite3")}
+    # One file per test run (child processes inherit the name), so parallel runs never clash.
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.environ.setdefault(
+            "TEST_SQLITE_NAME",
+            os.path.join(tempfile.gettempdir(), f"idempotent-post-tests-{os.getpid()}.sqlite3"),
+        )
+    }
 
 CACHES: dict[str, dict[str, object]] = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
@@ -85,7 +92,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "idempotent_post.drf.IdempotentAutoSchema",
 }
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
