@@ -7,12 +7,15 @@ CSRF token and the form key, multipart uploads by streaming each file in chunks.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
+from django.conf import settings
+from django.http.request import RawPostDataException
 from django.utils.http import parse_header_parameters
 
 from idempotent_post.conf import conf
@@ -51,6 +54,12 @@ def _update_form(digest: Any, body: bytes) -> None:
 
 def _update_multipart(digest: Any, request: Any) -> None:
     django_request = _django_request(request)
+    if int(django_request.META.get("CONTENT_LENGTH") or 0) <= settings.FILE_UPLOAD_MAX_MEMORY_SIZE:
+        # Small enough for Django to keep in memory anyway: read the body first, so a
+        # view may still use request.body as well as request.POST. Larger uploads are
+        # parsed from the stream and hashed in chunks, never read whole.
+        with contextlib.suppress(RawPostDataException):  # already parsed by the view's caller
+            django_request.body  # noqa: B018
     ignored = _ignored_fields()
     for name, values in sorted(django_request.POST.lists()):
         if name in ignored:

@@ -162,11 +162,13 @@ def resolve_callable(
             return aliases[value]
         if "." in value:
             try:
-                return import_string(value)
+                imported = import_string(value)
             except ImportError as error:
                 raise ImproperlyConfigured(
                     f"{setting}: cannot import {value!r}: {error}"
                 ) from error
+            if callable(imported):
+                return imported
     raise ImproperlyConfigured(
         f"{setting} must be a callable, a dotted path to one, or one of "
         f"{', '.join(sorted(aliases))}; got {value!r}."

@@ -232,3 +232,21 @@ def test_query_count_first_execution(client, new_key, django_assert_num_queries,
         new_key(),
         vendor_costs[connection.vendor],
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_query_count_first_execution_cache_backend(
+    client, new_key, django_assert_num_queries, settings, redis_cache
+):
+    """With Redis holding the in-flight lock, every database pays one commit."""
+    settings.IDEMPOTENT_POST_LOCK_BACKEND = "cache"
+    settings.IDEMPOTENT_POST_CACHE = redis_cache
+    # read; BEGIN, read again under the lock, the view's INSERT, record INSERT, COMMIT
+    _count(django_assert_num_queries, client, "/t/plain/", new_key(), 6)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_query_count_non_atomic_view(client, new_key, django_assert_num_queries):
+    """atomic=False: a durable reservation and its completion, each its own commit."""
+    # read, reservation INSERT, the view's INSERT, completing UPDATE
+    _count(django_assert_num_queries, client, "/t/nonatomic/", new_key(), 4)

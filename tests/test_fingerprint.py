@@ -280,13 +280,6 @@ def test_f2_big_upload_is_streamed_and_replayed(client, streamed_upload):
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="fingerprint._update_multipart reads request.POST from the stream, so a guarded "
-    "view that reads request.body on a multipart request raises RawPostDataException (500); "
-    "unguarded, the same view works",
-)
 def test_f2_multipart_to_view_reading_body_is_not_500(client):
     response = client.post("/t/plain/", {"name": "w"}, headers={"Idempotency-Key": "k"})
     assert response.status_code < 500

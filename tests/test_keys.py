@@ -369,12 +369,6 @@ def test_k3_unimportable_dotted_path_is_improperly_configured(rf):
         scope_for(rf.post("/"), "tests.test_keys.no_such_function")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="keys.resolve_callable returns whatever a dotted path imports without checking "
-    "that it is callable; scope_for then raises TypeError instead of ImproperlyConfigured",
-)
 def test_k3_dotted_path_to_non_callable_is_improperly_configured(rf):
     with pytest.raises(ImproperlyConfigured):
         scope_for(rf.post("/"), "idempotent_post.keys.ANONYMOUS_SCOPE")
