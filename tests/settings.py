@@ -64,13 +64,11 @@ DATABASES = {
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that the crash tests' child processes share it.
-    # One file per test run (child processes inherit the name), so parallel runs never clash.
-    DATABASES["default"]["TEST"] = {
-        "NAME": os.environ.setdefault(
-            "TEST_SQLITE_NAME",
-            os.path.join(tempfile.gettempdir(), f"idempotent-post-tests-{os.getpid()}.sqlite3"),
-        )
-    }
+    _test_name = os.path.join(tempfile.gettempdir(), f"idempotent-post-tests-{os.getpid()}.sqlite3")
+else:
+    _test_name = f"test_idempotent_post_{os.getpid()}"
+# One test database per run (child processes inherit the name), so runs never clash.
+DATABASES["default"]["TEST"] = {"NAME": os.environ.setdefault("TEST_DATABASE_NAME", _test_name)}
 
 CACHES: dict[str, dict[str, object]] = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
