@@ -167,6 +167,11 @@ REST_FRAMEWORK = {
     # Open by default so products and comments need no login; the orders API asks for one.
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_SCHEMA_CLASS": "idempotent_post.drf.IdempotentAutoSchema",
+    "DEFAULT_PARSER_CLASSES": [
+        "demo_project.shop.parsers.StrictJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 
 SPECTACULAR_SETTINGS = {

@@ -9,4 +9,6 @@ class IdempotentPostConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from idempotent_post import checks  # noqa: F401  (registers the checks)
+        # Registers the checks, and imports the lock backends (with redis-py) once at
+        # startup rather than in concurrent first requests.
+        from idempotent_post import checks, locks  # noqa: F401

@@ -16,10 +16,18 @@ commit. Correctness never rests on it: the unique constraint on (scope, key) doe
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 from django.core.cache import caches
 from django.db import connections
+
+try:
+    # Imported with the app, not on the first request: redis-py's modules import each
+    # other, and threads importing them at once see half-initialised modules.
+    from django_redis import get_redis_connection
+    from redis.exceptions import LockError, RedisError
+except ImportError:  # the cache backend is optional; checks refuse it without django-redis
+    get_redis_connection = None  # type: ignore[assignment]
+    LockError = RedisError = Exception  # type: ignore[assignment,misc]
 
 LOCK_PREFIX = "idempotent_post:lock:"
 
@@ -79,23 +87,13 @@ class MySQLNamedLock(Lock):
             cursor.execute("SELECT RELEASE_LOCK(%s)", [self.name])
 
 
-def redis_client(alias: str) -> Any:
-    """The redis-py client behind a django-redis cache alias."""
-    from django_redis import get_redis_connection
-
-    return get_redis_connection(alias)
-
-
 class CacheLock(Lock):
     """A Redis lock through django-redis, with an expiry equal to the lease."""
 
     def __init__(self, alias: str, ident: bytes, lease: float) -> None:
-        from redis.exceptions import RedisError
-
-        self._errors: tuple[type[Exception], ...] = (RedisError, OSError)
-        name = caches[alias].make_key(LOCK_PREFIX + ident.hex())
         try:
-            client = redis_client(alias)
+            name = caches[alias].make_key(LOCK_PREFIX + ident.hex())
+            client = get_redis_connection(alias)  # type: ignore[misc]
         except Exception as error:  # a misconfigured or unreachable cache alike
             raise LockUnavailable(str(error)) from error
         self._lock = client.lock(name, timeout=lease, blocking=False, thread_local=False)
@@ -103,17 +101,15 @@ class CacheLock(Lock):
     def acquire(self) -> bool:
         try:
             return bool(self._lock.acquire())
-        except self._errors as error:
+        except (RedisError, OSError) as error:
             raise LockUnavailable(str(error)) from error
 
     def release(self) -> None:
-        from redis.exceptions import LockError
-
         try:
             self._lock.release()
         except LockError:
             pass  # The lease ran out and the lock expired or passed on: not ours to free.
-        except self._errors:
+        except (RedisError, OSError):
             pass  # Redis went away; the lock expires with its lease.
 
 

@@ -109,7 +109,7 @@ def test_l4_checks_run_through_manage_py_check(settings):
     from django.core.management.base import SystemCheckError
 
     settings.IDEMPOTENT_POST_LOCK_BACKEND = "nope"
-    with pytest.raises(SystemCheckError, match="idempotent_post.E001"):
+    with pytest.raises(SystemCheckError, match=r"idempotent_post\.E001"):
         call_command("check")
 
 

@@ -9,10 +9,9 @@ from io import StringIO
 import pytest
 from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
-from django.db import connection
 from rest_framework.authtoken.models import Token
 
 from demo_project.shop.management.commands.seed_demo import PRODUCTS, STOCK
@@ -158,7 +157,9 @@ def test_m0_checkout_with_too_little_stock_is_a_form_error(client, product):
 
 
 def test_m0_api_with_too_little_stock_is_a_400(client, product):
-    response = order_api(client, {"product": product.pk, "quantity": STOCK + 1}, "k", **token("alice"))
+    response = order_api(
+        client, {"product": product.pk, "quantity": STOCK + 1}, "k", **token("alice")
+    )
     assert response.status_code == 400
     assert "quantity" in response.json()
     assert not Order.objects.exists()
@@ -187,7 +188,9 @@ def test_m0_products_api(client, product):
 
 
 def test_m2_order_with_token_and_key_is_201_with_location(client, product):
-    response = order_api(client, {"product": product.pk, "quantity": 2}, "order-1", **token("alice"))
+    response = order_api(
+        client, {"product": product.pk, "quantity": 2}, "order-1", **token("alice")
+    )
     assert response.status_code == 201
     body = response.json()
     order = Order.objects.get()

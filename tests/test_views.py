@@ -7,6 +7,7 @@ CSRF token included.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -58,7 +59,9 @@ def render_form(client: Client, product: Product) -> RenderedForm:
     response = client.get("/checkout/")
     assert response.status_code == 200
     html = response.content.decode()
-    return RenderedForm(hidden(html, "idempotency_key"), hidden(html, "csrfmiddlewaretoken"), product)
+    return RenderedForm(
+        hidden(html, "idempotency_key"), hidden(html, "csrfmiddlewaretoken"), product
+    )
 
 
 def browser_client() -> Client:
@@ -214,13 +217,6 @@ def test_g4_replay_lands_on_the_result_page_with_a_message(client, product):
     assert Order.objects.get().order_number in page.content.decode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason="idempotent_post/responses.py replay() rebuilds a stored 303 as a plain "
-    "HttpResponse without a `url` attribute, so Client.post(..., follow=True) raises "
-    "AttributeError on a replayed redirect.",
-)
 def test_g4_test_client_can_follow_a_replayed_303(client, product):
     form = render_form(client, product)
     client.post("/checkout/", form.data())
@@ -304,7 +300,9 @@ def test_k3_another_visitor_with_the_same_key_gets_an_order_of_their_own(client,
     form = render_form(client, product)
     mine = client.post("/checkout/", form.data())
     stranger = browser_client()
-    theirs = stranger.post("/checkout/", {**render_form(stranger, product).data(), "idempotency_key": form.key})
+    theirs = stranger.post(
+        "/checkout/", render_form(stranger, product).data(idempotency_key=form.key)
+    )
     assert theirs.status_code == 303
     assert "Idempotent-Replayed" not in theirs
     assert theirs["Location"] != mine["Location"]
@@ -363,35 +361,48 @@ def held_checkout(monkeypatch):
     release.set()
 
 
-@pytest.mark.django_db(transaction=True)
-def test_g4_duplicate_past_the_wait_gets_a_page_that_refreshes_to_the_result(
-    settings, product, held_checkout
-):
-    settings.IDEMPOTENT_POST_FORM_WAIT = 0
-    entered, release = held_checkout
-    client = browser_client()
-    form = render_form(client, product)
-    first: list = []
+@contextlib.contextmanager
+def first_submit_in_flight(client, form, held_checkout):
+    """Submit ``form`` from another thread and hold it in ``place_order``.
 
-    def submit_first():
+    Yields the list that receives the first submit's answer once the block is left.
+    """
+    entered, release = held_checkout
+    answers: list = []
+
+    def submit():
         try:
-            first.append(same_browser(client).post("/checkout/", form.data()))
+            answers.append(same_browser(client).post("/checkout/", form.data()))
         finally:
             connection.close()
 
-    thread = threading.Thread(target=submit_first)
+    thread = threading.Thread(target=submit)
     thread.start()
     try:
         assert entered.wait(timeout=10)
-        duplicate = client.post("/checkout/", form.data())
+        yield answers
     finally:
         release.set()
         thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_g4_duplicate_past_the_wait_gets_a_page_that_refreshes_to_the_result(
+    settings, lock_backend, product, held_checkout
+):
+    settings.IDEMPOTENT_POST_FORM_WAIT = 0
+    client = browser_client()
+    form = render_form(client, product)
+    with first_submit_in_flight(client, form, held_checkout) as first:
+        duplicate = client.post("/checkout/", form.data())
 
     assert duplicate.status_code == 202
     refresh_url = f"/checkout/?idempotency_key={form.key}"
     html = duplicate.content.decode()
-    assert re.search(rf'<meta http-equiv="refresh" content="\d+;url={re.escape(refresh_url)}">', html)
+    assert re.search(
+        rf'<meta http-equiv="refresh" content="\d+;url={re.escape(refresh_url)}">', html
+    )
     assert first[0].status_code == 303
     result = client.get(refresh_url)
     assert result.status_code == 303
@@ -401,39 +412,18 @@ def test_g4_duplicate_past_the_wait_gets_a_page_that_refreshes_to_the_result(
 
 @pytest.mark.django_db(transaction=True)
 def test_g4_refresh_url_keeps_showing_the_processing_page_while_the_first_runs(
-    request, settings, product, held_checkout
+    settings, lock_backend, product, held_checkout
 ):
-    if connection.vendor in ("postgresql", "mysql"):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="With an in-flight lock (PostgreSQL advisory lock) the first submit "
-                "leaves no in-progress row, so PostRedirectGetMixin._pending_result finds no "
-                "record and renders a blank checkout form with a new key instead of the "
-                "processing page.",
-            )
-        )
+    # With an in-flight lock (PostgreSQL advisory lock, Redis) the first submit leaves no
+    # in-progress row behind; the page must still know the key is taken.
     settings.IDEMPOTENT_POST_FORM_WAIT = 0
-    entered, release = held_checkout
     client = browser_client()
     form = render_form(client, product)
-
-    def submit_first():
-        try:
-            same_browser(client).post("/checkout/", form.data())
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=submit_first)
-    thread.start()
-    try:
-        assert entered.wait(timeout=10)
+    with first_submit_in_flight(client, form, held_checkout):
         pending = client.get(f"/checkout/?idempotency_key={form.key}")
-    finally:
-        release.set()
-        thread.join(timeout=30)
     assert pending.status_code == 202
     assert "Still processing" in pending.content.decode()
+    assert 'name="idempotency_key"' not in pending.content.decode()
     assert Order.objects.count() == 1
 
 

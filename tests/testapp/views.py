@@ -36,7 +36,7 @@ def _create(request):
     _checkpoint(request)
     try:
         data = json.loads(request.body or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         data = {}
     widget = Widget.objects.create(
         name=str(data.get("name", "w")) if isinstance(data, dict) else "w"

@@ -1,0 +1,1 @@
+"""The reliability suite: real gunicorn servers answering real HTTP (issue 4)."""
