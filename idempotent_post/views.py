@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from django.contrib import messages
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest
 from django.http.response import HttpResponseBase, HttpResponseRedirectBase
 from django.template.response import TemplateResponse
 
@@ -15,7 +15,12 @@ from idempotent_post.engine import Guard
 from idempotent_post.http import HttpResponseSeeOther
 from idempotent_post.keys import InvalidKey, parse_key
 from idempotent_post.models import IdempotencyRecord
-from idempotent_post.responses import INVALID_KEY, REPLAYED_HEADER, problem_response
+from idempotent_post.responses import (
+    INVALID_KEY,
+    PROBLEM_CONTENT_TYPE,
+    REPLAYED_HEADER,
+    problem_response,
+)
 
 logger = logging.getLogger("idempotent_post")
 
@@ -42,6 +47,11 @@ class PostRedirectGetMixin:
     invalid_status: int = 200
     #: The message a replayed submit adds (django.contrib.messages), or "" for none.
     replay_message: str = "This form was already submitted; here is its result."
+    #: The form error shown when a form's key comes back with other values (back, edit,
+    #: submit): the page is rendered again with a fresh key, and nothing is placed.
+    changed_message: str = (
+        "This form was already submitted with other values. Check them and submit again."
+    )
     #: Seconds a duplicate waits for the first submit; ``None`` follows the setting.
     idempotency_wait: float | None = None
     #: Who a form key belongs to (see IDEMPOTENT_POST_SCOPE).
@@ -84,6 +94,8 @@ class PostRedirectGetMixin:
         )
         if response.status_code == 409:
             return self.processing_response(key)
+        if response.status_code == 422 and response.get("Content-Type") == PROBLEM_CONTENT_TYPE:
+            return self.changed_response()
         if response.get(REPLAYED_HEADER) == "true" and self.replay_message:
             messages.info(request, self.replay_message, fail_silently=True)
         return response
@@ -98,6 +110,18 @@ class PostRedirectGetMixin:
         response = super().form_invalid(form)  # type: ignore[misc]
         response.status_code = self.invalid_status
         return response
+
+    def changed_response(self) -> HttpResponseBase:
+        """The form again, with :attr:`changed_message`, when its key was used for other values."""
+        if not hasattr(self, "object"):
+            try:
+                self.object = self.get_object()  # type: ignore[attr-defined]
+            except (AttributeError, Http404):
+                self.object = None
+        form = self.get_form()  # type: ignore[attr-defined]
+        form.is_valid()
+        form.add_error(None, self.changed_message)
+        return self.form_invalid(form)
 
     def processing_response(self, key: str) -> HttpResponseBase:
         """The page a duplicate gets while the first submit is still running."""

@@ -55,3 +55,21 @@ def test_g3_each_render_gets_a_fresh_key():
 def test_g3_two_forms_on_one_page_get_different_keys():
     first, second = inputs("{% idempotency_key_field %}{% idempotency_key_field %}")
     assert first["value"] != second["value"]
+
+
+def test_g4_field_carries_the_back_forward_restore_script():
+    html = Template("{% load idempotent_post %}{% idempotency_key_field %}").render(Context())
+    assert "<script>" in html
+    assert "back_forward" in html
+    assert "sessionStorage" in html
+
+
+def test_g3_script_can_be_left_out_or_given_a_nonce():
+    bare = Template("{% load idempotent_post %}{% idempotency_key_field script=False %}").render(
+        Context()
+    )
+    assert "<script" not in bare
+    with_nonce = Template(
+        '{% load idempotent_post %}{% idempotency_key_field nonce="abc" %}'
+    ).render(Context())
+    assert '<script nonce="abc">' in with_nonce

@@ -236,14 +236,22 @@ def test_g4_the_csrf_token_does_not_make_a_resubmit_a_new_request(client, produc
     assert Order.objects.count() == 1
 
 
-def test_g4_the_same_key_with_different_fields_is_not_replayed(client, product):
+def test_g4_the_same_key_with_different_fields_renders_the_form_again(client, product):
+    # F1 for forms: back, edit, submit. Not a replay, not a second order, not an error
+    # page: the form again, with the user's values, a message and a fresh key.
     form = render_form(client, product)
     client.post("/checkout/", form.data())
     response = client.post("/checkout/", form.data(quantity=3))
-    assert response.status_code == 422
-    assert response["Content-Type"] == "application/problem+json"
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "already submitted with other values" in page
+    fresh_key = hidden(page, "idempotency_key")
+    assert fresh_key != form.key
     assert Order.objects.count() == 1
     assert stock(product) == 8
+    again = client.post("/checkout/", form.data(quantity=3, idempotency_key=fresh_key))
+    assert again.status_code == 303
+    assert Order.objects.count() == 2
 
 
 def test_g4_a_new_rendering_of_the_form_is_a_new_order(client, product):
