@@ -185,6 +185,14 @@ class Guard:
             return self.store(status)
         return status < 500 or conf.STORE_SERVER_ERRORS
 
+    def _missing_key(self) -> HttpResponseBase | None:
+        """The 400 for a request without a key, where a key is required (K4)."""
+        if self.required if self.required is not None else conf.REQUIRED:
+            return problem_response(
+                MISSING_KEY, f"This endpoint requires the {conf.HEADER} header."
+            )
+        return None
+
     # Entry points.
 
     def handle(
@@ -192,10 +200,9 @@ class Guard:
     ) -> HttpResponseBase:
         """Answer ``request``: run ``call_view`` at most once per key, or replay."""
         if key is None:
-            if self.required if self.required is not None else conf.REQUIRED:
-                return problem_response(
-                    MISSING_KEY, f"This endpoint requires the {conf.HEADER} header."
-                )
+            missing = self._missing_key()
+            if missing is not None:
+                return missing
             self._watch_double_submit(request, None)
             return call_view()
         attempt = self._start(request, key)
@@ -218,10 +225,9 @@ class Guard:
     ) -> HttpResponseBase:
         """The async twin of :meth:`handle` (D2): always a durable reservation."""
         if key is None:
-            if self.required if self.required is not None else conf.REQUIRED:
-                return problem_response(
-                    MISSING_KEY, f"This endpoint requires the {conf.HEADER} header."
-                )
+            missing = self._missing_key()
+            if missing is not None:
+                return missing
             await sync_to_async(self._watch_double_submit)(request, None)
             return await call_view()
         attempt = await sync_to_async(self._start)(request, key)

@@ -88,7 +88,9 @@ def test_o1_lease_taken_over(received, caplog):
     assert "takes over" in caplog.text
 
 
-def test_o1_lock_backend_fallback(received, caplog, settings):
+@pytest.fixture
+def dead_redis(settings):
+    """The cache lock backend on a Redis that refuses connections (L3)."""
     settings.CACHES = {
         **settings.CACHES,
         "dead": {
@@ -100,23 +102,16 @@ def test_o1_lock_backend_fallback(received, caplog, settings):
     }
     settings.IDEMPOTENT_POST_LOCK_BACKEND = "cache"
     settings.IDEMPOTENT_POST_CACHE = "dead"
+
+
+def test_o1_lock_backend_fallback(received, caplog, dead_redis):
     assert post("k").status_code == 201
     assert post("k")["Idempotent-Replayed"] == "true"
     assert "lock_backend_fallback" in names(received)
     assert "using the database lock" in caplog.text
 
 
-def test_l3_fail_closed_is_503_problem(settings):
-    settings.CACHES = {
-        **settings.CACHES,
-        "dead": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": "redis://127.0.0.1:1/0",
-            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
-        },
-    }
-    settings.IDEMPOTENT_POST_LOCK_BACKEND = "cache"
-    settings.IDEMPOTENT_POST_CACHE = "dead"
+def test_l3_fail_closed_is_503_problem(settings, dead_redis):
     settings.IDEMPOTENT_POST_CACHE_FALLBACK = False
     response = post("k")
     assert response.status_code == 503
