@@ -114,6 +114,7 @@ def test_l4_checks_run_through_manage_py_check(settings):
 
 
 def test_d4_settings_are_read_lazily(settings):
+    """D4: one namespace, read on access, so override_settings applies at once."""
     from idempotent_post.conf import conf
 
     assert conf.TTL == 24 * 60 * 60

@@ -43,6 +43,7 @@ def test_s1_first_request_runs_and_completes(client, new_key):
 
 
 def test_s2_retry_after_completion_replays_without_running(client, new_key):
+    """S2: the stored outcome, and the view does not run again."""
     key = new_key()
     first = post(client, "/t/plain/", key)
     second = post(client, "/t/plain/", key)
@@ -85,6 +86,7 @@ def test_s5_lease_runs_out_and_a_retry_takes_over(client, new_key):
 
 @pytest.mark.parametrize("code", [200, 302, 400, 404, 422])
 def test_s6_2xx_3xx_4xx_are_stored(client, new_key, code):
+    """S6: 2xx, 3xx and 4xx outcomes are stored and replayed."""
     key = new_key()
     first = post(client, f"/t/status/{code}/", key)
     second = post(client, f"/t/status/{code}/", key)

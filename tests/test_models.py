@@ -1,0 +1,56 @@
+"""The record table (L1): the unique constraint that S4 rests on, and the expiry index."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from idempotent_post.models import IdempotencyRecord
+
+pytestmark = pytest.mark.django_db
+
+
+def record(**fields):
+    values = {
+        "scope": "user:1",
+        "key": "k",
+        "fingerprint": "f" * 64,
+        "expires_at": timezone.now() + timedelta(hours=1),
+    }
+    values.update(fields)
+    return IdempotencyRecord(**values)
+
+
+def test_l1_scope_and_key_are_unique_on_this_database():
+    record().save()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        record().save()
+    # The same key in another scope is another record (K3).
+    record(scope="user:2").save()
+    assert IdempotencyRecord.objects.count() == 2
+
+
+def test_l1_the_constraints_and_index_exist_in_the_schema():
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(
+            cursor, IdempotencyRecord._meta.db_table
+        )
+    unique = [c for c in constraints.values() if c["unique"] and c["columns"] == ["scope", "key"]]
+    assert unique, constraints
+    assert any(c["index"] and c["columns"] == ["expires_at"] for c in constraints.values())
+
+
+def test_l1_a_255_character_key_and_scope_fit():
+    record(scope="s" * 255, key="k" * 255).save()
+    assert IdempotencyRecord.objects.get().key == "k" * 255
+
+
+def test_s7_is_live_follows_expiry_and_lease():
+    now = timezone.now()
+    assert record(state="completed").is_live(now)
+    assert not record(state="completed", expires_at=now).is_live(now)
+    assert record(locked_until=now + timedelta(seconds=5)).is_live(now)
+    assert not record(locked_until=now - timedelta(seconds=5)).is_live(now)
