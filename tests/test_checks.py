@@ -104,6 +104,7 @@ def test_l4_e010_unknown_database(settings):
     assert ids() == ["idempotent_post.E010"]
 
 
+@pytest.mark.django_db  # Django 6's check command also runs the database checks
 def test_l4_checks_run_through_manage_py_check(settings):
     from django.core.management import call_command
     from django.core.management.base import SystemCheckError
