@@ -38,7 +38,14 @@ from idempotent_post import signals
 from idempotent_post.conf import conf
 from idempotent_post.fingerprint import fingerprint_for
 from idempotent_post.keys import scope_for
-from idempotent_post.locks import Lock, LockUnavailable, cache_lock, database_lock, lock_id
+from idempotent_post.locks import (
+    Lock,
+    LockUnavailable,
+    PostgresAdvisoryLock,
+    cache_lock,
+    database_lock,
+    lock_id,
+)
 from idempotent_post.models import IdempotencyRecord
 from idempotent_post.responses import (
     BAD_BODY,
@@ -295,10 +302,7 @@ class Guard:
         return attempt
 
     def _read(self, attempt: Attempt) -> IdempotencyRecord | None:
-        rows = IdempotencyRecord.objects.using(attempt.using).filter(
-            scope=attempt.scope, key=attempt.key
-        )[:1]
-        return next(iter(rows), None)
+        return IdempotencyRecord.objects.lookup(attempt.using, attempt.scope, attempt.key)
 
     def _try(self, attempt: Attempt, call_view: Callable[[], HttpResponseBase]) -> Any:
         record = self._read(attempt)
@@ -352,12 +356,17 @@ class Guard:
     ) -> Any:
         try:
             with transaction.atomic(using=attempt.using):
-                if lock.transactional and not lock.acquire():
-                    raise _Abort(IN_FLIGHT)
                 # Read again under the lock: the holder before us may have just committed.
-                record = self._read(attempt)
+                if isinstance(lock, PostgresAdvisoryLock):
+                    locked, record = IdempotencyRecord.objects.lock_and_lookup(
+                        attempt.using, lock.number, attempt.scope, attempt.key
+                    )
+                else:
+                    locked, record = True, self._read(attempt)
                 if record is not None and record.is_live():
                     raise _Abort(record)
+                if not locked:
+                    raise _Abort(IN_FLIGHT)
                 self._watch_double_submit(attempt.request, attempt)
                 response = _rendered(call_view())
                 if not self._storable(response.status_code):
@@ -396,8 +405,11 @@ class Guard:
         }
         records = IdempotencyRecord.objects.using(attempt.using)
         if dead is None:
+            record = IdempotencyRecord(
+                scope=attempt.scope, key=attempt.key, created_at=now, **values
+            )
             try:
-                records.create(scope=attempt.scope, key=attempt.key, created_at=now, **values)
+                IdempotencyRecord.objects.insert(attempt.using, record)
             except IntegrityError:
                 raise _Abort(_LOST) from None
             return

@@ -2,8 +2,72 @@
 
 from __future__ import annotations
 
-from django.db import models
+from typing import Any
+
+from django.db import connections, models
 from django.utils import timezone
+
+
+class RecordManager(models.Manager["IdempotencyRecord"]):
+    """The engine's hot-path queries, as plain SQL built once per database.
+
+    A replay is one of these reads; a first execution two reads and an insert. Raw SQL
+    skips the ORM's query compilation, which costs more than the round trip itself.
+    """
+
+    def _sql(self, using: str) -> dict[str, str]:
+        cache: dict[str, dict[str, str]] = self.__dict__.setdefault("_sql_cache", {})
+        if using not in cache:
+            connection = connections[using]
+            qn = connection.ops.quote_name
+            meta = self.model._meta
+            table = qn(meta.db_table)
+            fields = [f for f in meta.concrete_fields if not f.primary_key]
+            names = [qn(str(f.column)) for f in fields]
+            pk = qn(str(meta.pk.column)) if meta.pk else qn("id")
+            columns = ", ".join(f"r.{name}" for name in [pk, *names])
+            where = f"r.{qn('scope')} = %s AND r.{qn('key')} = %s"
+            cache[using] = {
+                "read": f"SELECT {columns} FROM {table} r WHERE {where}",
+                # PostgreSQL: take the advisory lock and read in one round trip.
+                "lock_and_read": (
+                    f"SELECT pg_try_advisory_xact_lock(%s) AS idempotent_post_locked, {columns} "
+                    f"FROM (SELECT 1) AS one LEFT JOIN {table} r ON {where}"
+                ),
+                "insert": (
+                    f"INSERT INTO {table} ({', '.join(names)}) "
+                    f"VALUES ({', '.join(['%s'] * len(fields))})"
+                ),
+            }
+        return cache[using]
+
+    def lookup(self, using: str, scope: str, key: str) -> IdempotencyRecord | None:
+        """The record of (scope, key), or ``None``: one indexed read."""
+        rows = self.raw(self._sql(using)["read"], [scope, key]).using(using)
+        return next(iter(rows), None)
+
+    def lock_and_lookup(
+        self, using: str, lock_number: int, scope: str, key: str
+    ) -> tuple[bool, IdempotencyRecord | None]:
+        """PostgreSQL: try the advisory lock of (scope, key) and read its record at once.
+
+        The read sees the database as the statement began, a moment before the lock was
+        taken; a record committed in that moment is caught by the unique constraint.
+        """
+        sql = self._sql(using)["lock_and_read"]
+        row = next(iter(self.raw(sql, [lock_number, scope, key]).using(using)))
+        locked = bool(row.idempotent_post_locked)
+        return locked, (row if row.pk is not None else None)
+
+    def insert(self, using: str, record: IdempotencyRecord) -> None:
+        """Insert ``record`` without the ORM's save machinery (no signals: a private table)."""
+        connection = connections[using]
+        fields = [f for f in self.model._meta.concrete_fields if not f.primary_key]
+        params: list[Any] = [
+            f.get_db_prep_save(getattr(record, f.attname), connection) for f in fields
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(self._sql(using)["insert"], params)
 
 
 class IdempotencyRecord(models.Model):
@@ -38,6 +102,8 @@ class IdempotencyRecord(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField()
+
+    objects = RecordManager()
 
     class Meta:
         verbose_name = "idempotency record"

@@ -218,8 +218,9 @@ def test_query_count_first_execution(client, new_key, django_assert_num_queries,
     """The bare view costs one INSERT; these are the guard's costs on top (README)."""
     settings.IDEMPOTENT_POST_LOCK_BACKEND = "database"
     vendor_costs = {
-        # read; BEGIN, advisory lock, read again, the view's INSERT, record INSERT, COMMIT
-        "postgresql": 7,
+        # read; BEGIN, advisory lock and read again in one statement, the view's INSERT,
+        # record INSERT, COMMIT
+        "postgresql": 6,
         # read, GET_LOCK; BEGIN, read again, the view's INSERT, record INSERT, COMMIT;
         # RELEASE_LOCK
         "mysql": 8,
