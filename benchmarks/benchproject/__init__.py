@@ -1,0 +1,1 @@
+"""The Django project that benchmarks/run.py serves with gunicorn."""

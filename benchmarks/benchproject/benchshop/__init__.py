@@ -1,0 +1,1 @@
+"""A one-view shop: orders that take stock off products, exposed once per implementation."""

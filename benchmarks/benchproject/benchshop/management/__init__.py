@@ -1,0 +1,1 @@
+"""The benchmark's management commands (bench_*), which run.py drives."""
