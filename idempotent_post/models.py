@@ -96,8 +96,10 @@ class IdempotencyRecord(models.Model):
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     response_headers = models.JSONField(default=list, blank=True)
     response_body = models.BinaryField(null=True, blank=True)
-    # False where the response could not be stored (streaming, a file, too large: P3).
+    # False where the body could not be kept at all (larger than the file limit: P3).
     body_stored = models.BooleanField(default=True)
+    # The name, in the response storage, of a body too large for the row (P3).
+    body_file = models.CharField(max_length=255, blank=True)
     recovery_points = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
