@@ -52,6 +52,10 @@ DEFAULTS: dict[str, Any] = {
     ),
     # P3: the largest response body that is stored, in bytes.
     "MAX_RESPONSE_SIZE": 1024 * 1024,
+    # P3: the alias, in Django's STORAGES, of the storage that keeps larger bodies.
+    "RESPONSE_STORAGE": "default",
+    # P3: the largest response body kept in that storage, in bytes (0: none is).
+    "MAX_STORED_FILE_SIZE": 100 * 1024 * 1024,
     # L2: "database" or "cache".
     "LOCK_BACKEND": "database",
     # L2: the cache alias (django-redis) of the cache lock backend.
@@ -132,6 +136,14 @@ class Settings:
     @property
     def MAX_RESPONSE_SIZE(self) -> int:
         return self._get("MAX_RESPONSE_SIZE")
+
+    @property
+    def RESPONSE_STORAGE(self) -> str:
+        return self._get("RESPONSE_STORAGE")
+
+    @property
+    def MAX_STORED_FILE_SIZE(self) -> int:
+        return self._get("MAX_STORED_FILE_SIZE")
 
     @property
     def LOCK_BACKEND(self) -> str:

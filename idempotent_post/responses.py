@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.files.storage import storages
 from django.http import HttpResponse
 from django.http.response import HttpResponseBase
 
 from idempotent_post.conf import conf
 
+logger = logging.getLogger("idempotent_post")
+
 REPLAYED_HEADER = "Idempotent-Replayed"
+# Bodies kept in the response storage (P3) live under this prefix, each with a random name.
+FILE_PREFIX = "idempotent-post/"
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 
@@ -88,3 +94,21 @@ def replay(status_code: int, headers: list[Any], body: bytes | None) -> HttpResp
         # Like Django's redirect responses, so test clients can follow a replayed redirect.
         response.url = response["Location"]  # type: ignore[attr-defined]
     return response
+
+
+def discard(name: str) -> None:
+    """Delete the stored body file ``name`` from the response storage (P3).
+
+    A missing file is fine, and a storage error is logged, never raised: a body
+    file left behind costs space, while an exception here would fail a purge.
+    Names outside the app's own prefix are left alone.
+    """
+    if not name:
+        return
+    if not name.startswith(FILE_PREFIX):
+        logger.warning("Not deleting %r: it is not a stored response body.", name)
+        return
+    try:
+        storages[conf.RESPONSE_STORAGE].delete(name)
+    except Exception:
+        logger.exception("Could not delete the stored response body %r.", name)
