@@ -6,12 +6,16 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import storages
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.db.models.signals import pre_delete
 from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
 
 from idempotent_post.models import IdempotencyRecord
+from idempotent_post.responses import FILE_PREFIX
 
 pytestmark = pytest.mark.django_db
 
@@ -158,3 +162,118 @@ def test_O5_explicit_database():
     make_records("old", 2, timedelta(minutes=-5))
     assert purge("--database", "default") == "Deleted 2 expired idempotency records.\n"
     assert IdempotencyRecord.objects.count() == 0
+
+
+@pytest.fixture
+def delete_receiver():
+    """A project-wide ``pre_delete`` receiver, as audit logging adds one.
+
+    With any such receiver Django's ``QuerySet.delete()`` stops deleting in one
+    statement: it reads the rows first, then deletes them by primary key alone.
+    """
+    seen: list[object] = []
+
+    def receiver(sender, instance, **kwargs):
+        seen.append(instance)
+
+    pre_delete.connect(receiver, weak=False, dispatch_uid="tests-audit-log")
+    yield seen
+    pre_delete.disconnect(dispatch_uid="tests-audit-log")
+
+
+def retry_before_delete(key: str):
+    """A query hook: a retry takes ``key`` up again the moment before the purge's DELETE.
+
+    The record was expired when the purge read it; the retry gives it a fresh expiry
+    and lease, as the engine does when it takes an expired key up again (S7).
+    """
+    done = []
+
+    def hook(execute, sql, params, many, context):
+        if not done and sql.lstrip().upper().startswith("DELETE"):
+            done.append(sql)
+            now = timezone.now()
+            IdempotencyRecord.objects.filter(key=key).update(
+                state=IdempotencyRecord.State.IN_PROGRESS,
+                expires_at=now + timedelta(hours=24),
+                locked_until=now + timedelta(seconds=30),
+            )
+        return execute(sql, params, many, context)
+
+    return connection.execute_wrapper(hook)
+
+
+def test_O5_a_record_taken_up_again_before_the_delete_stays_whatever_the_receivers(
+    delete_receiver,
+):
+    make_records("old", 3, timedelta(minutes=-5))
+    with retry_before_delete("old-1"):
+        output = purge()
+    assert keys() == {"old-1"}
+    assert output == "Deleted 2 expired idempotency records.\n"
+    assert IdempotencyRecord.objects.get(key="old-1").is_live()
+
+
+@pytest.fixture
+def response_storage(settings):
+    """An in-memory response storage (P3), so body files can be counted."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "tests-responses": {"BACKEND": "django.core.files.storage.InMemoryStorage"},
+    }
+    settings.IDEMPOTENT_POST_RESPONSE_STORAGE = "tests-responses"
+    return storages["tests-responses"]
+
+
+def make_record_with_body_file(storage, key: str, expires_in: timedelta) -> str:
+    name = storage.save(f"{FILE_PREFIX}{key}.bin", ContentFile(b"x" * 64))
+    make_records(key, 1, expires_in, body_file=name)
+    return name
+
+
+def test_O5_body_files_of_deleted_records_go_after_the_commit(
+    response_storage, django_capture_on_commit_callbacks
+):
+    old = make_record_with_body_file(response_storage, "old", timedelta(minutes=-5))
+    live = make_record_with_body_file(response_storage, "live", timedelta(minutes=5))
+    make_records("plain", 2, timedelta(minutes=-5))
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert purge() == "Deleted 3 expired idempotency records.\n"
+        # The rows' deletion is not committed yet: their files are still there.
+        assert response_storage.exists(old)
+    assert len(callbacks) == 1
+    for callback in callbacks:
+        callback()
+    assert not response_storage.exists(old)
+    assert response_storage.exists(live)
+    assert keys() == {"live-0"}
+
+
+def test_O5_the_body_file_of_a_record_taken_up_again_stays(
+    delete_receiver, response_storage, django_capture_on_commit_callbacks
+):
+    old = make_record_with_body_file(response_storage, "old", timedelta(minutes=-5))
+    kept = make_record_with_body_file(response_storage, "kept", timedelta(minutes=-5))
+    with django_capture_on_commit_callbacks(execute=True), retry_before_delete("kept-0"):
+        assert purge() == "Deleted 1 expired idempotency record.\n"
+    assert keys() == {"kept-0"}
+    assert not response_storage.exists(old)
+    assert response_storage.exists(kept)
+
+
+def test_O5_a_large_batch_stays_within_the_database_parameter_limit():
+    make_records("old", 1100, timedelta(minutes=-5))
+    sizes: list[int] = []
+
+    def count_parameters(execute, sql, params, many, context):
+        if sql.lstrip().upper().startswith("DELETE"):
+            sizes.append(len(params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(count_parameters):
+        output = purge("--batch-size", "1100")
+    assert output == "Deleted 1100 expired idempotency records.\n"
+    assert keys() == set()
+    limit = connection.features.max_query_params
+    assert sum(sizes) - len(sizes) == 1100
+    assert limit is None or max(sizes) <= limit

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from functools import partial
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import connections, router
+from django.db import connections, router, transaction
 from django.utils import timezone
 
+from idempotent_post import responses
 from idempotent_post.conf import conf
 from idempotent_post.models import IdempotencyRecord
 
@@ -16,17 +20,91 @@ def _records(count: int) -> str:
     return f"{count} expired idempotency record{'' if count == 1 else 's'}"
 
 
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def expired_batch(using: str, now: datetime, size: int) -> list[tuple[Any, str]]:
+    """The primary key and body file name of up to ``size`` records expired at ``now``.
+
+    Oldest first, in ``expires_at`` order, which the expiry index serves.
+    """
+    return list(
+        IdempotencyRecord.objects.using(using)
+        .filter(expires_at__lte=now)
+        .order_by("expires_at", "pk")
+        .values_list("pk", "body_file")[:size]
+    )
+
+
+def delete_expired(
+    using: str, now: datetime, batch: Sequence[tuple[Any, str]]
+) -> tuple[int, list[str]]:
+    """Delete the records of ``batch`` that are still expired at ``now``.
+
+    Returns how many rows went and the body files those rows held. The expiry
+    condition is in the DELETE statement itself: a record a retry took up again
+    since ``batch`` was read has a fresh ``expires_at`` and stays. Plain SQL rather
+    than ``QuerySet.delete()``, because one ``pre_delete``/``post_delete`` receiver
+    anywhere in the project makes Django read the rows first and delete them by
+    primary key alone. So the purge sends no delete signals.
+    """
+    connection = connections[using]
+    qn = connection.ops.quote_name
+    meta = IdempotencyRecord._meta
+    table = qn(meta.db_table)
+    pk = qn(str(meta.pk.column)) if meta.pk else qn("id")
+    cutoff = connection.ops.adapt_datetimefield_value(now)
+    # PostgreSQL says which rows it deleted; elsewhere the rows that held a file
+    # are read again afterwards.
+    returning = connection.vendor == "postgresql"
+    # SQLite may allow as few as 999 parameters per statement.
+    per_statement = (connection.features.max_query_params or len(batch) + 1) - 1
+    count = 0
+    files: list[str] = []
+    for chunk in _chunks([row[0] for row in batch], per_statement):
+        sql = (
+            f"DELETE FROM {table} WHERE {pk} IN ({', '.join(['%s'] * len(chunk))}) "
+            f"AND {qn('expires_at')} <= %s"
+        )
+        with connection.cursor() as cursor:
+            if returning:
+                cursor.execute(f"{sql} RETURNING {qn('body_file')}", [*chunk, cutoff])
+                deleted = cursor.fetchall()
+                count += len(deleted)
+                files.extend(name for (name,) in deleted if name)
+            else:
+                cursor.execute(sql, [*chunk, cutoff])
+                count += cursor.rowcount
+    if not returning:
+        # A record whose file name was read with the batch and that is gone now was
+        # deleted by this statement: a record taken up again is never expired by then.
+        held = {key: name for key, name in batch if name}
+        left: set[Any] = set()
+        for chunk in _chunks(list(held), per_statement):
+            left.update(
+                IdempotencyRecord.objects.using(using)
+                .filter(pk__in=chunk)
+                .values_list("pk", flat=True)
+            )
+        files = [name for key, name in held.items() if key not in left]
+    return count, files
+
+
 class Command(BaseCommand):
     """Delete the records whose ``expires_at`` has passed, a small batch at a time.
 
     Each batch reads up to ``--batch-size`` primary keys in ``expires_at`` order (the
     index serves it) and deletes those rows in one short statement of their own, so the
-    command holds no long locks and can run from cron while traffic flows. The delete
-    checks the expiry again: a record the engine took up anew between the two statements
-    (an expired key used again) has a fresh ``expires_at`` and stays.
+    command holds no long locks and can run from cron while traffic flows. The DELETE
+    statement checks the expiry again: a record the engine took up anew between the two
+    statements (an expired key used again) has a fresh ``expires_at`` and stays,
+    whatever delete signal receivers the project has.
 
     In-progress records whose ``expires_at`` has passed go too: an expired record counts
-    as absent (S7), whatever its state.
+    as absent (S7), whatever its state. Response bodies the deleted records kept in the
+    response storage (P3) are deleted from it once the rows' deletion has committed.
     """
 
     help = "Delete expired idempotency records in batches; safe to run while traffic flows."
@@ -74,21 +152,22 @@ class Command(BaseCommand):
         # One cut-off for the whole run: records that expire while it runs wait for the
         # next one, so a busy table cannot keep the command going forever.
         now = timezone.now()
-        expired = IdempotencyRecord.objects.using(using).filter(expires_at__lte=now)
 
         if options["dry_run"]:
-            self.stdout.write(f"Would delete {_records(expired.count())}.")
+            count = IdempotencyRecord.objects.using(using).filter(expires_at__lte=now).count()
+            self.stdout.write(f"Would delete {_records(count)}.")
             return
 
         deleted = batches = 0
         while max_batches is None or batches < max_batches:
-            pks = list(
-                expired.order_by("expires_at", "pk").values_list("pk", flat=True)[:batch_size]
-            )
-            if not pks:
+            batch = expired_batch(using, now, batch_size)
+            if not batch:
                 break
-            # A single DELETE, committed on its own: no transaction spans the batches.
-            count, _ = expired.filter(pk__in=pks).delete()
+            # Committed on its own: no transaction spans the batches.
+            count, files = delete_expired(using, now, batch)
+            for name in files:
+                # Inside a caller's transaction, the files wait for its commit.
+                transaction.on_commit(partial(responses.discard, name), using=using)
             deleted += count
             batches += 1
             if options["verbosity"] >= 2:
