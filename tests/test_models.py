@@ -54,3 +54,23 @@ def test_s7_is_live_follows_expiry_and_lease():
     assert not record(state="completed", expires_at=now).is_live(now)
     assert record(locked_until=now + timedelta(seconds=5)).is_live(now)
     assert not record(locked_until=now - timedelta(seconds=5)).is_live(now)
+
+
+def test_K6_keys_and_scopes_compare_case_sensitively_on_this_database():
+    # MySQL/MariaDB compare with the column's collation, case-insensitive by default:
+    # there, without the binary collation, "abc" would collide with "Abc".
+    record(key="Abc").save()
+    record(key="abc").save()
+    record(scope="USER:1", key="abc").save()
+    assert IdempotencyRecord.objects.count() == 3
+    using = connection.alias
+    for scope, key in [("user:1", "Abc"), ("user:1", "abc"), ("USER:1", "abc")]:
+        assert [
+            (r.scope, r.key) for r in IdempotencyRecord.objects.filter(scope=scope, key=key)
+        ] == [(scope, key)]
+        found = IdempotencyRecord.objects.lookup(using, scope, key)
+        assert found is not None
+        assert (found.scope, found.key) == (scope, key)
+    assert IdempotencyRecord.objects.lookup(using, "user:1", "ABC") is None
+    assert IdempotencyRecord.objects.lookup(using, "User:1", "abc") is None
+    assert not IdempotencyRecord.objects.filter(scope="user:1", key="aBc").exists()
