@@ -1,12 +1,14 @@
-"""The key: parse the ``Idempotency-Key`` header (K1, K2) and decide its scope (K3)."""
+"""The key: parse the ``Idempotency-Key`` header (K1, K2) and decide its scope (K3, K5)."""
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.crypto import salted_hmac
 from django.utils.module_loading import import_string
 
 from idempotent_post.conf import conf
@@ -121,16 +123,69 @@ def user(request: Any) -> str:
     return _user_scope(request) or ANONYMOUS_SCOPE
 
 
+#: The session entry that holds an anonymous visitor's id, the scope of their keys (K5).
+SESSION_VISITOR_KEY = "_idempotent_post_visitor"
+_VISITOR_SALT = "idempotent_post.keys.visitor"
+
+
+def _visitor_id(request: Any, create: bool) -> str | None:
+    """The anonymous visitor's id, read from the session, else made and kept there.
+
+    The session key is a credential, and some engines change it while the session lives
+    (signed cookies on every save, every engine on login), so it is never the scope. The id
+    is made once and then read back from the session. A session that exists already gets
+    an id derived from its key with the project's secret: requests of that session that
+    race (a double click) derive the same id before either one has saved it. A new
+    session (only with ``create``) gets a random one.
+    """
+    session = getattr(request, "session", None)
+    if session is None:
+        return None
+    visitor = session.get(SESSION_VISITOR_KEY)
+    if isinstance(visitor, str) and visitor:
+        return visitor
+    # Read after the session loaded: an unknown or expired session key reads as None.
+    session_key = getattr(session, "session_key", None)
+    if session_key:
+        visitor = salted_hmac(_VISITOR_SALT, session_key, algorithm="sha256").hexdigest()
+        visitor = visitor[:32]
+    elif create:
+        visitor = secrets.token_hex(16)
+    else:
+        # No session to keep an id in: a caller that sends no cookie would get a new
+        # scope on each retry, so it shares the anonymous scope instead.
+        return None
+    session[SESSION_VISITOR_KEY] = visitor
+    return visitor
+
+
 def user_or_session(request: Any) -> str:
-    """The authenticated user, else the session, else one shared anonymous scope."""
+    """The authenticated user, else the visitor's session, else one shared anonymous scope.
+
+    An anonymous visitor with a session is ``session:<id>``, where the id is a value kept
+    in the session (never the session key), made on first need: the scope stays the same
+    for the life of the session whatever the session engine (K5). A request without a
+    session shares the anonymous scope; :func:`ensure_scope` gives a visitor a session
+    before their first submit.
+    """
     scope = _user_scope(request)
     if scope:
         return scope
-    session = getattr(request, "session", None)
-    session_key = getattr(session, "session_key", None)
-    if session_key:
-        return f"session:{session_key}"
-    return ANONYMOUS_SCOPE
+    visitor = _visitor_id(request, create=False)
+    return f"session:{visitor}" if visitor else ANONYMOUS_SCOPE
+
+
+def ensure_scope(request: Any) -> None:
+    """Give an anonymous visitor the session id that scopes their keys, if they have none.
+
+    Call it when a page renders a form whose submit is guarded: the id is then saved with
+    the session (and its cookie sent) with that page, so the first submit and every later
+    one share a scope even when the submit's view changes the session. Authenticated users
+    and requests without a session are left alone.
+    """
+    if getattr(request, "session", None) is None or _user_scope(request):
+        return
+    _visitor_id(request, create=True)
 
 
 def user_or_ip(request: Any) -> str:

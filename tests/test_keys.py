@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.backends.cache import SessionStore
 from django.core.exceptions import ImproperlyConfigured
 from django.http import JsonResponse
 from django.test import Client, RequestFactory
@@ -288,13 +289,15 @@ def test_k3_user_scope(rf):
 def test_k3_user_or_session_scope(rf):
     request = rf.post("/")
     request.user = AnonymousUser()
-    request.session = SimpleNamespace(session_key="s3ss10n")
-    assert keys.user_or_session(request) == "session:s3ss10n"
+    request.session = SessionStore()
+    request.session[keys.SESSION_VISITOR_KEY] = "v1s1t0r"
+    assert keys.user_or_session(request) == "session:v1s1t0r"
     request.user = member()
     assert keys.user_or_session(request) == "user:7"
     request.user = AnonymousUser()
-    request.session = SimpleNamespace(session_key=None)
+    request.session = SessionStore()
     assert keys.user_or_session(request) == keys.ANONYMOUS_SCOPE
+    assert keys.user_or_session(rf.post("/")) == keys.ANONYMOUS_SCOPE
 
 
 def test_k3_user_or_ip_scope(rf):
@@ -308,7 +311,8 @@ def test_k3_user_or_ip_scope(rf):
 def test_k3_default_scope_is_user_or_session(rf):
     request = rf.post("/")
     request.user = AnonymousUser()
-    request.session = SimpleNamespace(session_key="abc")
+    request.session = SessionStore()
+    request.session[keys.SESSION_VISITOR_KEY] = "abc"
     assert scope_for(request) == "session:abc"
 
 
@@ -427,6 +431,60 @@ def test_k3_user_or_ip_keeps_anonymous_callers_apart(settings):
     assert "Idempotent-Replayed" not in two
     assert one.json()["id"] != two.json()["id"]
     assert Widget.objects.count() == 2
+
+
+# K5: the scope of an anonymous visitor, stable for the life of the session, no credential.
+# Through HTTP on every session engine: tests/test_scope_sessions.py.
+
+
+def anonymous_request(rf, session):
+    request = rf.post("/")
+    request.user = AnonymousUser()
+    request.session = session
+    return request
+
+
+def test_K5_ensure_scope_puts_a_random_visitor_id_in_a_new_session(rf):
+    request = anonymous_request(rf, SessionStore())
+    assert keys.user_or_session(request) == keys.ANONYMOUS_SCOPE
+    assert request.session.is_empty()
+    keys.ensure_scope(request)
+    visitor = request.session[keys.SESSION_VISITOR_KEY]
+    assert len(visitor) == 32
+    assert keys.user_or_session(request) == f"session:{visitor}"
+    keys.ensure_scope(request)
+    assert request.session[keys.SESSION_VISITOR_KEY] == visitor
+    other = anonymous_request(rf, SessionStore())
+    keys.ensure_scope(other)
+    assert other.session[keys.SESSION_VISITOR_KEY] != visitor
+
+
+def test_K5_an_existing_session_gets_a_visitor_id_that_is_not_its_key(rf):
+    session = SessionStore()
+    session["cart"] = ["book"]
+    session.save()
+    request = anonymous_request(rf, SessionStore(session.session_key))
+    scope = keys.user_or_session(request)
+    assert scope.startswith("session:")
+    assert session.session_key not in scope
+    assert scope == f"session:{request.session[keys.SESSION_VISITOR_KEY]}"
+    assert request.session.modified
+    # Kept: the id no longer depends on the key once it is in the session.
+    request.session.cycle_key()
+    assert keys.user_or_session(request) == scope
+
+
+def test_K5_ensure_scope_leaves_users_and_sessionless_requests_alone(rf):
+    request = rf.post("/")
+    request.user = member()
+    request.session = SessionStore()
+    keys.ensure_scope(request)
+    assert request.session.is_empty()
+    assert not request.session.modified
+    sessionless = rf.post("/")
+    keys.ensure_scope(sessionless)
+    assert not hasattr(sessionless, "session")
+    assert keys.user_or_session(sessionless) == keys.ANONYMOUS_SCOPE
 
 
 # K4: no key.
