@@ -4,7 +4,8 @@ One logical operation, one key: every ``post()`` call sends a fresh ``Idempotenc
 and every retry of that call sends the same key again, with ``X-Retry-Count: N``
 (N = 1, 2, ...). Connection errors, read timeouts, 409 (the first attempt is still
 running), 429 and 5xx are retried with exponential backoff and jitter, and a
-``Retry-After`` header is honoured. The backoff and ``Retry-After`` arithmetic is urllib3's
+``Retry-After`` header is honoured up to a cap (a minute by default); a malformed one is
+ignored in favour of the backoff. The backoff and ``Retry-After`` arithmetic is urllib3's
 ``Retry``; the loop lives in ``IdempotentAdapter.send``, because urllib3 resends the very
 same headers on its own retries and so cannot say which retry a request is.
 
@@ -22,7 +23,10 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 try:
     import requests
@@ -42,8 +46,10 @@ if int(urllib3.__version__.split(".")[0]) < 2:  # pragma: no cover - depends on 
     raise ImportError("idempotent_post.client needs urllib3 2.0 or later (for backoff jitter).")
 
 __all__ = [
+    "DEFAULT_RETRY_AFTER_CAP",
     "DEFAULT_STATUS_FORCELIST",
     "IdempotentAdapter",
+    "IdempotentRetry",
     "IdempotentSession",
     "new_key",
     "post",
@@ -57,6 +63,11 @@ DEFAULT_STATUS_FORCELIST = frozenset({409, 429, 500, 502, 503, 504})
 
 #: Methods that get a key unless the caller sends one.
 DEFAULT_KEY_METHODS = frozenset({"POST", "PATCH"})
+
+#: The longest wait a ``Retry-After`` header can ask for, in seconds. A server that says
+#: "come back tomorrow" should not hold a caller's thread for a day; a caller who is
+#: happy to wait longer says so with ``retry_after_cap``.
+DEFAULT_RETRY_AFTER_CAP = 60.0
 
 # Retrying these is safe without a key; any other method is retried only with one.
 _IDEMPOTENT_METHODS = Retry.DEFAULT_ALLOWED_METHODS
@@ -86,13 +97,58 @@ def _discard(response: requests.Response) -> None:
     response.close()
 
 
+class IdempotentRetry(Retry):
+    """urllib3's ``Retry`` with a cap on ``Retry-After`` and no error for a malformed one.
+
+    A ``Retry-After`` longer than ``retry_after_cap`` seconds waits ``retry_after_cap``
+    seconds (urllib3's own ``retry_after_max``, where the installed release has one, still
+    applies too). A header that is neither delay-seconds nor an HTTP date reads as absent,
+    so the retry waits the backoff instead of raising ``InvalidHeader``.
+    """
+
+    def __init__(
+        self, *args: Any, retry_after_cap: float = DEFAULT_RETRY_AFTER_CAP, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.retry_after_cap = retry_after_cap
+
+    def new(self, **kw: Any) -> Self:
+        """The next ``Retry`` (see ``increment``), with the same cap."""
+        # Retry.new() lists the arguments it passes on, so it drops this one.
+        kw.setdefault("retry_after_cap", self.retry_after_cap)
+        return super().new(**kw)
+
+    def parse_retry_after(self, retry_after: str) -> float:
+        """Seconds to wait for a ``Retry-After`` value, at most ``retry_after_cap``."""
+        seconds = super().parse_retry_after(retry_after)
+        if seconds > self.retry_after_cap:
+            logger.info(
+                "Retry-After of %s s capped at %s s (retry_after_cap).",
+                seconds,
+                self.retry_after_cap,
+            )
+            return self.retry_after_cap
+        return seconds
+
+    def get_retry_after(self, response: Any) -> float | None:
+        """The response's ``Retry-After`` in seconds, ``None`` when absent or malformed."""
+        try:
+            return super().get_retry_after(response)
+        # The header is the server's text: whatever its parse raises (InvalidHeader, a
+        # date out of range, an integer too long to read), the retry still goes ahead.
+        except Exception as error:
+            logger.warning("Retry-After not usable, backing off instead: %s", error)
+            return None
+
+
 class IdempotentAdapter(HTTPAdapter):
     """An ``HTTPAdapter`` that retries with urllib3's ``Retry`` and counts the retries.
 
     Each retry resends the same prepared request, key included, with the retry count
     header set to 1, 2, ...; the first try goes without it. Between tries it sleeps as
     ``Retry.sleep`` says: the ``Retry-After`` header if the server sent one, else the
-    exponential backoff with jitter.
+    exponential backoff with jitter. A ``Retry-After`` that the retry object cannot read
+    (a plain ``Retry`` given a malformed one) gets the backoff instead of an exception.
 
     A method outside urllib3's idempotent methods (``POST``, ``PATCH``) is retried only
     when the request carries the idempotency key header: retrying a keyless POST could
@@ -189,7 +245,13 @@ class IdempotentAdapter(HTTPAdapter):
                 response.status_code,
             )
             _discard(response)
-            retry.sleep(response.raw)
+            try:
+                retry.sleep(response.raw)
+            # A plain Retry raises on a Retry-After it cannot read (IdempotentRetry reads
+            # it as absent): back off instead, as for a response without one.
+            except Exception as error:
+                logger.warning("Retry-After not usable, backing off instead: %s", error)
+                retry.sleep()
 
 
 class IdempotentSession(requests.Session):
@@ -200,14 +262,17 @@ class IdempotentSession(requests.Session):
     ``IdempotentAdapter`` then retries that request with the same key.
 
     :param retries: how many retries after the first try, or a ``urllib3`` ``Retry`` to
-        use as it is (the other retry arguments are then ignored).
+        use as it is (the other retry arguments are then ignored; an ``IdempotentRetry``
+        keeps the ``Retry-After`` cap).
     :param backoff_factor: seconds; the n-th retry waits ``backoff_factor * 2 ** (n - 1)``
         (urllib3 skips the wait before the first retry).
     :param backoff_max: the longest backoff wait, in seconds.
     :param backoff_jitter: up to this many seconds are added at random to each wait, so
         that clients that failed together do not retry together.
     :param status_forcelist: the response statuses that are retried.
-    :param respect_retry_after: wait as long as a ``Retry-After`` header says.
+    :param respect_retry_after: wait as long as a ``Retry-After`` header says, up to
+        ``retry_after_cap``. A malformed header is ignored: the backoff applies.
+    :param retry_after_cap: the longest wait a ``Retry-After`` header gets, in seconds.
     :param header: the idempotency key header (the server's ``IDEMPOTENT_POST_HEADER``).
     :param retry_count_header: the header that carries the retry number.
     :param key_methods: the methods that get a key.
@@ -224,6 +289,7 @@ class IdempotentSession(requests.Session):
         backoff_jitter: float = 0.2,
         status_forcelist: Collection[int] = DEFAULT_STATUS_FORCELIST,
         respect_retry_after: bool = True,
+        retry_after_cap: float = DEFAULT_RETRY_AFTER_CAP,
         header: str = "Idempotency-Key",
         retry_count_header: str = "X-Retry-Count",
         key_methods: Collection[str] = DEFAULT_KEY_METHODS,
@@ -236,7 +302,7 @@ class IdempotentSession(requests.Session):
         if isinstance(retries, Retry):
             retry = retries
         else:
-            retry = Retry(
+            retry = IdempotentRetry(
                 total=retries,
                 backoff_factor=backoff_factor,
                 backoff_max=backoff_max,
@@ -245,6 +311,7 @@ class IdempotentSession(requests.Session):
                 allowed_methods=_IDEMPOTENT_METHODS | self.key_methods,
                 respect_retry_after_header=respect_retry_after,
                 raise_on_status=False,
+                retry_after_cap=retry_after_cap,
             )
         adapter = IdempotentAdapter(retry, header=header, retry_count_header=retry_count_header)
         self.mount("http://", adapter)

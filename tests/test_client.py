@@ -16,7 +16,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
+import urllib3
 import urllib3.util.retry
+from hypothesis import given
+from hypothesis import strategies as st
 from urllib3.util.retry import Retry
 
 from idempotent_post import client
@@ -329,3 +332,90 @@ def test_O6_against_the_engine_a_repeated_key_is_replayed(live_server, session):
     assert other.json() != first.json()
     assert Widget.objects.count() == 2
     assert IdempotencyRecord.objects.filter(key="client-e2e").count() == 1
+
+
+# O6: a Retry-After is capped, and a malformed one falls back to the backoff.
+
+
+def raw_response(retry_after: str) -> urllib3.HTTPResponse:
+    return urllib3.HTTPResponse(body=b"", headers={"Retry-After": retry_after}, status=503)
+
+
+def session_retry(session: IdempotentSession) -> Retry:
+    adapter = session.get_adapter("http://127.0.0.1/")
+    assert isinstance(adapter, client.IdempotentAdapter)
+    return adapter.retry
+
+
+def test_O6_a_long_retry_after_is_capped_at_a_minute_by_default(server, sleeps):
+    server.answer((503, {"Retry-After": "86400"}), (409, {"Retry-After": "61"}))
+    with IdempotentSession() as session:
+        response = session.post(server.url, json={})
+        retry = session_retry(session)
+    assert response.status_code == 201
+    assert sleeps == [60, 60]
+    assert retry.get_retry_after(raw_response("86400")) == 60
+    assert retry.get_retry_after(raw_response("59")) == 59
+
+
+def test_O6_retry_after_cap_argument(server, sleeps):
+    far = "Fri, 31 Dec 9999 23:59:59 GMT"
+    server.answer((503, {"Retry-After": "7"}), (503, {"Retry-After": far}), (503, {}))
+    with IdempotentSession(retry_after_cap=5, backoff_factor=0.5, backoff_jitter=0) as session:
+        response = session.post(server.url, json={})
+    assert response.status_code == 201
+    # The third wait is the backoff: 0.5 * 2 ** 2.
+    assert sleeps == [5, 5, 2.0]
+    assert [r.retry_count for r in server.received] == [None, "1", "2", "3"]
+
+
+def test_O6_the_cap_survives_each_retry(server):
+    # Retry.increment() makes a new Retry for each try: the cap must go with it, on
+    # urllib3 releases whose Retry.new() knows nothing of it too.
+    with IdempotentSession(retry_after_cap=5) as session:
+        retry = session_retry(session)
+    later = retry.increment("POST", server.url, response=raw_response("100"))
+    later = later.increment("POST", server.url, response=raw_response("100"))
+    assert len(later.history) == 2
+    assert later.get_retry_after(raw_response("100")) == 5
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "soon",
+        "",
+        "-5",
+        "1.5",
+        "1e3",
+        "Wed, 21 Oct 99999 07:28:00 GMT",
+        "Wed, 21 Oct 99999999999 07:28:00",
+        "9" * 5000,
+    ],
+)
+def test_O6_a_malformed_retry_after_falls_back_to_the_backoff(server, sleeps, value):
+    server.answer((503, {"Retry-After": value}), (503, {"Retry-After": value}))
+    with IdempotentSession(backoff_factor=0.5, backoff_jitter=0) as session:
+        response = session.post(server.url, json={})
+        retry = session_retry(session)
+    assert response.status_code == 201
+    assert [r.retry_count for r in server.received] == [None, "1", "2"]
+    # urllib3 retries at once the first time, then backs off 0.5 * 2 ** 1.
+    assert sleeps == [1.0]
+    assert retry.get_retry_after(raw_response(value)) in (None, 60)
+
+
+def test_O6_a_malformed_retry_after_never_raises_with_a_plain_retry(server, sleeps):
+    # A Retry of the caller's own, used as it is: still no exception out of post().
+    server.answer((503, {"Retry-After": "soon"}))
+    retry = Retry(total=2, status_forcelist=[503], allowed_methods=None, raise_on_status=False)
+    with IdempotentSession(retries=retry) as session:
+        assert session.post(server.url, json={}).status_code == 201
+    assert len(server.received) == 2
+
+
+@given(st.text())
+def test_O6_any_retry_after_gives_a_wait_within_the_cap(value):
+    retry = client.IdempotentRetry(retry_after_cap=30)
+    seconds = retry.get_retry_after(raw_response(value))
+    assert seconds is None or 0 <= seconds <= 30
