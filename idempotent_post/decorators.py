@@ -1,17 +1,38 @@
-"""``idempotent(...)``: the decorator that guards a view (D1, D2)."""
+"""``idempotent(...)``: the decorator that guards a view (D1, D2), the API adapter.
+
+The decorator reads the key from the header, hands the request to the engine, and turns
+the engine's outcome into an HTTP answer: the view's response, a replay, 409 or 422.
+"""
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from inspect import isclass, iscoroutinefunction
 from typing import Any, TypeVar, overload
 
 from django.http.response import HttpResponseBase
 
-from idempotent_post.engine import Guard
+from idempotent_post.engine import (
+    EVERY_DATABASE,
+    Busy,
+    Executed,
+    Guard,
+    Mismatch,
+    Options,
+    Outcome,
+    Refused,
+    Replay,
+)
 from idempotent_post.keys import InvalidKey, key_from_header
-from idempotent_post.responses import INVALID_KEY, problem_response
+from idempotent_post.responses import (
+    IN_PROGRESS,
+    INVALID_KEY,
+    MISMATCH,
+    MISSING_KEY,
+    problem_response,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -50,18 +71,56 @@ def _refuse_wrong_order(view: Any) -> None:
 
 
 def _finalized(request: Any, response: HttpResponseBase) -> HttpResponseBase:
-    if type(request).__module__.startswith("rest_framework"):
-        from idempotent_post.drf import finalize_response
+    """Give a DRF ``Response`` its renderer now, so that its body can be stored.
 
-        return finalize_response(request, response)
+    DRF renders only after the handler returns, in ``APIView.dispatch``; the engine
+    stores the body before that, inside the view's transaction. DRF's own second
+    ``finalize_response`` then finds the body rendered. Duck-typed: no DRF import here.
+    """
+    view = (getattr(request, "parser_context", None) or {}).get("view")
+    unrendered = hasattr(response, "data") and not hasattr(response, "accepted_renderer")
+    if view is not None and unrendered:
+        response = view.finalize_response(request, response)
     return response
 
 
-def _key_or_problem(request: Any) -> tuple[str | None, HttpResponseBase | None]:
+def respond(guard: Guard, outcome: Outcome) -> HttpResponseBase:
+    """The HTTP answer to an engine outcome (E1, P1, S3, F1)."""
+    match outcome:
+        case Executed(response) | Refused(response):
+            return response
+        case Replay():
+            return outcome.response()
+        case Busy():
+            lease = guard.options.resolve().lease
+            return problem_response(
+                IN_PROGRESS,
+                "A request with this idempotency key is still being processed. "
+                "Retry after the time given in Retry-After.",
+                Retry_After=str(max(1, math.ceil(min(lease, 1.0)))),
+            )
+        case Mismatch():
+            return problem_response(
+                MISMATCH,
+                "This idempotency key was already used for a different request "
+                "(method, path or body differ). Use a new key for a new request.",
+            )
+    raise AssertionError(f"unexpected outcome {outcome!r}")
+
+
+def _key_or_problem(request: Any, guard: Guard) -> tuple[str | None, HttpResponseBase | None]:
+    """The request's key, or the 400 for a bad key or a missing required one (K2, K4)."""
     try:
-        return key_from_header(request), None
+        key = key_from_header(request)
     except InvalidKey as error:
         return None, problem_response(INVALID_KEY, str(error))
+    if key is None and guard.options.resolve().required:
+        from idempotent_post.conf import conf
+
+        return None, problem_response(
+            MISSING_KEY, f"This endpoint requires the {conf.HEADER} header."
+        )
+    return key, None
 
 
 @overload
@@ -79,6 +138,7 @@ def idempotent(
     ttl: float | None = None,
     wait: float | None = None,
     atomic: bool | None = None,
+    store: Callable[[HttpResponseBase], bool] | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -92,6 +152,7 @@ def idempotent(
     ttl: float | None = None,
     wait: float | None = None,
     atomic: bool | None = None,
+    store: Callable[[HttpResponseBase], bool] | None = None,
 ) -> Any:
     """Guard a view with the ``Idempotency-Key`` header.
 
@@ -100,24 +161,28 @@ def idempotent(
     running the view; a retry while the first still runs gets 409, or waits up to
     ``wait`` seconds; the key reused for a different request gets 422. Safe methods
     (GET, HEAD, OPTIONS, TRACE) pass through. Options left ``None`` follow the
-    ``IDEMPOTENT_POST_*`` settings.
+    ``IDEMPOTENT_POST_*`` settings; ``store(response) -> bool`` says which responses
+    are kept (default: 2xx-4xx but the transient 408, 409, 425, 429).
 
     Works on plain Django function views, on async views, on DRF ``@api_view``
-    functions (placed below ``@api_view``) and on ``APIView``/``ViewSet`` methods.
+    functions (placed below ``@api_view``) and on ``APIView``/``ViewSet`` methods. A
+    decorated function view is taken out of ``ATOMIC_REQUESTS``: the guard runs its
+    own transaction (T3).
     """
+    options = Options(
+        required=required,
+        scope=scope,
+        fingerprint=fingerprint,
+        lease=lease,
+        ttl=ttl,
+        wait=wait,
+        atomic=atomic,
+        store=store,
+    )
 
     def decorate(func: F) -> F:
         _refuse_wrong_order(func)
-        guard = Guard(
-            required=required,
-            scope=scope,
-            fingerprint=fingerprint,
-            lease=lease,
-            ttl=ttl,
-            wait=wait,
-            atomic=atomic,
-            sender=func,
-        )
+        guard = Guard(options, sender=func)
 
         if iscoroutinefunction(func):
 
@@ -126,26 +191,39 @@ def idempotent(
                 request = _request_of(args)
                 if request.method in SAFE_METHODS:
                     return await func(*args, **kwargs)
-                key, problem = _key_or_problem(request)
+                key, problem = _key_or_problem(request, guard)
                 if problem is not None:
                     return problem
-                return await guard.ahandle(request, key, lambda: func(*args, **kwargs))
+                if key is None:
+                    guard.unkeyed(request)
+                    return await func(*args, **kwargs)
+                outcome = await guard.arun(request, key, lambda: func(*args, **kwargs))
+                return respond(guard, outcome)
 
-            async_wrapper.idempotent_guard = guard  # type: ignore[attr-defined]
-            return async_wrapper  # type: ignore[return-value]
+            wrapper: Any = async_wrapper
+        else:
 
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            request = _request_of(args)
-            if request.method in SAFE_METHODS:
-                return func(*args, **kwargs)
-            key, problem = _key_or_problem(request)
-            if problem is not None:
-                return problem
-            return guard.handle(request, key, lambda: _finalized(request, func(*args, **kwargs)))
+            @functools.wraps(func)
+            def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+                request = _request_of(args)
+                if request.method in SAFE_METHODS:
+                    return func(*args, **kwargs)
+                key, problem = _key_or_problem(request, guard)
+                if problem is not None:
+                    return problem
+                if key is None:
+                    guard.unkeyed(request)
+                    return func(*args, **kwargs)
+                outcome = guard.run(
+                    request, key, lambda: _finalized(request, func(*args, **kwargs))
+                )
+                return respond(guard, outcome)
 
-        wrapper.idempotent_guard = guard  # type: ignore[attr-defined]
-        return wrapper  # type: ignore[return-value]
+            wrapper = sync_wrapper
+
+        wrapper.idempotent_guard = guard
+        wrapper._non_atomic_requests = EVERY_DATABASE
+        return wrapper  # type: ignore[no-any-return]
 
     if view is not None:
         return decorate(view)

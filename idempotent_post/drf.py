@@ -4,23 +4,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from django.http.response import HttpResponseBase
 from rest_framework.request import Request
-from rest_framework.response import Response
 
-
-def finalize_response(request: Request, response: HttpResponseBase) -> HttpResponseBase:
-    """Give a DRF ``Response`` its renderer now, so its body can be stored.
-
-    DRF renders a response only after the view returns, in ``APIView.dispatch``; the
-    engine stores it before that, inside the view's transaction. Rendering twice is
-    harmless: DRF's second ``finalize_response`` finds the body already rendered.
-    """
-    if isinstance(response, Response) and not getattr(response, "accepted_renderer", None):
-        view = (request.parser_context or {}).get("view")
-        if view is not None:
-            response = view.finalize_response(request, response)
-    return response
+from idempotent_post.engine import EVERY_DATABASE
 
 
 class IdempotentMixin:
@@ -33,6 +19,13 @@ class IdempotentMixin:
 
     idempotency_methods: ClassVar[tuple[str, ...]] = ("post", "put", "patch", "delete")
     idempotency_options: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def as_view(cls, *args: Any, **kwargs: Any) -> Any:
+        """The view, taken out of ``ATOMIC_REQUESTS``: the guard runs its own transaction (T3)."""
+        view = super().as_view(*args, **kwargs)  # type: ignore[misc]
+        view._non_atomic_requests = EVERY_DATABASE
+        return view
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
@@ -80,7 +73,7 @@ else:
                 return operation
             from idempotent_post.conf import conf
 
-            required = guard.required if guard.required is not None else conf.REQUIRED
+            required = guard.options.resolve().required
             operation.setdefault("parameters", []).append(
                 {
                     "in": "header",

@@ -1,61 +1,65 @@
-"""The state machine: reserve, run, complete or release, replay (S1-S7, T1, T2).
+"""The state machine: reserve, run, then complete, release or replay (S1-S12, T1-T4).
 
-Paths, cheapest first:
+One request with a key goes through three steps, each a function with a typed result:
 
-- Replay: one indexed read of the record, then the stored response (P1).
-- First execution with an in-flight lock (PostgreSQL advisory lock, MySQL named lock,
-  or Redis): the record is written as *completed* inside the view's own transaction,
-  so the view and its outcome commit together, in one commit (T1).
-- First execution without such a lock (SQLite, non-atomic views, async views): a
-  durable *in progress* reservation is committed first, with a lease (S5); the view
-  then runs, and its outcome completes the reservation.
+1. **Read** the record of (scope, key) and :func:`decide`: ``Replay`` (completed, same
+   fingerprint), ``Mismatch`` (another request's key: 422), ``Busy`` (a live holder:
+   409 or wait), or ``Run`` (absent, expired, released, or a dead holder's).
+2. **Hold** the key, by one of two paths:
 
-Whatever the path, the unique constraint on (scope, key) decides who wins (S4).
-The engine knows Django's request and response, nothing of DRF or forms.
+   - *Locked* (the default: ``atomic=True`` where a lock exists: a PostgreSQL advisory
+     lock, a MySQL named lock, or Redis): inside one transaction, the lock is taken and
+     the record read again after it (:meth:`Lock.acquire_and_read`, S8), decided again,
+     then the view runs and its outcome is written in the same transaction (T1). One
+     commit.
+   - *Durable* (SQLite without Redis, ``atomic=False``, async views): an *in progress*
+     reservation is committed first, with a lease that a heartbeat renews while the view
+     runs (S9); the outcome completes it, fenced by the reservation's owner token.
+
+   Both paths take a record over through :meth:`Guard._replace` alone, which checks
+   that nobody changed it since it was read, and both answer a lost race by reading the
+   record again (S12).
+3. **Settle**: the adapter's store policy says whether the response is kept (S10, S11);
+   a kept one is replayed to retries, an exception or an error status rolls the view's
+   writes back and frees the key.
+
+The engine knows Django's request and response, nothing of DRF or forms: adapters
+(the decorator, the form mixin) ``match`` on its outcomes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.core.cache import caches
-from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.db import IntegrityError, connections, router, transaction
+from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig, SuspiciousOperation
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, router, transaction
 from django.http.multipartparser import MultiPartParserError
 from django.http.response import HttpResponseBase
 from django.utils import timezone
 
 from idempotent_post import signals
 from idempotent_post.conf import conf
+from idempotent_post.doublesubmit import watch, watch_unkeyed
 from idempotent_post.fingerprint import fingerprint_for
 from idempotent_post.keys import scope_for
-from idempotent_post.locks import (
-    Lock,
-    LockUnavailable,
-    PostgresAdvisoryLock,
-    cache_lock,
-    database_lock,
-    lock_id,
-)
+from idempotent_post.lease import Renewal, heartbeat
+from idempotent_post.locks import Lock, LockUnavailable, cache_lock, database_lock
 from idempotent_post.models import IdempotencyRecord
 from idempotent_post.responses import (
     BAD_BODY,
     BODY_TOO_LARGE,
-    IN_PROGRESS,
-    MISMATCH,
-    MISSING_KEY,
     UNAVAILABLE,
     StoredResponse,
     capture,
+    discard,
     problem_response,
     replay,
 )
@@ -64,34 +68,150 @@ logger = logging.getLogger("idempotent_post")
 
 State = IdempotencyRecord.State
 
+#: Statuses that say "try again": never stored, whatever the settings (S11).
+TRANSIENT_STATUSES = frozenset({408, 409, 425, 429, 503})
 
-class _InFlight:
-    """Another attempt holds the key right now."""
-
-
-IN_FLIGHT = _InFlight()
-
-# The key was committed by another attempt while this one ran: read it and answer.
-_LOST = _InFlight()
+#: The largest ``X-Retry-Count`` recorded; the column is a 32-bit integer (E3).
+MAX_RETRY_COUNT = 2**31 - 1
 
 
-class _Abort(Exception):
-    """Leave the view's transaction with a rollback, then act on ``outcome``."""
-
-    def __init__(self, outcome: Any) -> None:
-        self.outcome = outcome
+# Outcomes: what happened to one request's key. Adapters match on these.
 
 
-class LeaseLost(Exception):
-    """This attempt's reservation was taken over by another after its lease ran out."""
+@dataclass(frozen=True)
+class Replay:
+    """The key completed before: answer with its stored response (S2, P1)."""
+
+    record: IdempotencyRecord
+
+    def response(self) -> HttpResponseBase:
+        """The stored response, marked ``Idempotent-Replayed: true``."""
+        record = self.record
+        body = record.response_body
+        return replay(
+            StoredResponse(
+                status_code=record.status_code or 200,
+                headers=record.response_headers,
+                body=bytes(body) if body is not None else None,
+                body_file=record.body_file,
+                kept=record.body_stored,
+            )
+        )
 
 
-def _rendered(response: HttpResponseBase) -> HttpResponseBase:
-    # Template responses are rendered late by Django; their body must exist to be stored.
-    render = getattr(response, "render", None)
-    if callable(render) and not getattr(response, "is_rendered", True):
-        response = render() or response
-    return response
+@dataclass(frozen=True)
+class Busy:
+    """Another attempt holds the key right now (S3)."""
+
+    record: IdempotencyRecord | None = None
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """The key belongs to a different request (F1, S12)."""
+
+    record: IdempotencyRecord
+
+
+@dataclass(frozen=True)
+class Executed:
+    """The view ran; ``stored`` says whether its response will be replayed."""
+
+    response: HttpResponseBase
+    stored: bool
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The guard answered before the view could run (an unreadable body, L3's 503)."""
+
+    response: HttpResponseBase
+
+
+Outcome = Replay | Busy | Mismatch | Executed | Refused
+
+
+@dataclass(frozen=True)
+class Run:
+    """The key is free for this attempt; ``previous`` is the row it replaces, if any."""
+
+    previous: IdempotencyRecord | None = None
+
+
+def decide(
+    record: IdempotencyRecord | None, fingerprint: str, now: Any
+) -> Replay | Busy | Mismatch | Run:
+    """What a read of the key's record means for an attempt with ``fingerprint``."""
+    if record is None or record.expires_at <= now:
+        return Run(record)  # absent, or expired and as good as absent (S7)
+    if record.fingerprint != fingerprint:
+        return Mismatch(record)  # the fingerprint first, also before a takeover (S12)
+    if record.state == State.COMPLETED:
+        return Replay(record)
+    if record.owner and record.locked_until is not None and record.locked_until > now:
+        return Busy(record)
+    return Run(record)  # released after a failure, or its holder stopped renewing (S9)
+
+
+# Options.
+
+
+@dataclass(frozen=True)
+class Options:
+    """A guard's options; ``None`` follows the ``IDEMPOTENT_POST_*`` setting (D4)."""
+
+    required: bool | None = None
+    scope: Any = None
+    fingerprint: Any = None
+    lease: float | None = None
+    ttl: float | None = None
+    wait: float | None = None
+    atomic: bool | None = None
+    #: Which responses are kept: ``store(response) -> bool`` (S6, S10, S11).
+    store: Callable[[HttpResponseBase], bool] | None = None
+
+    def resolve(self) -> Resolved:
+        """The options as they stand now, settings filled in: once per request."""
+        return Resolved(
+            required=conf.REQUIRED if self.required is None else self.required,
+            scope=self.scope,
+            fingerprint=self.fingerprint,
+            lease=conf.LEASE if self.lease is None else self.lease,
+            ttl=conf.TTL if self.ttl is None else self.ttl,
+            wait=conf.WAIT if self.wait is None else self.wait,
+            atomic=conf.ATOMIC if self.atomic is None else self.atomic,
+            store=self.store or default_store,
+        )
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """:class:`Options` with every setting read."""
+
+    required: bool
+    scope: Any
+    fingerprint: Any
+    lease: float
+    ttl: float
+    wait: float
+    atomic: bool
+    store: Callable[[HttpResponseBase], bool]
+
+
+def default_store(response: HttpResponseBase) -> bool:
+    """Keep 2xx-4xx answers, and 5xx where the setting says so, but never transient ones."""
+    status = response.status_code
+    if status in TRANSIENT_STATUSES:
+        return False
+    return status < 500 or conf.STORE_SERVER_ERRORS
+
+
+def rolls_back(response: HttpResponseBase) -> bool:
+    """Whether an answer that is not kept undoes the view's writes (S10): errors do."""
+    return response.status_code >= 400
+
+
+# The attempt, and what a view sees of it.
 
 
 @dataclass
@@ -104,32 +224,34 @@ class Attempt:
     fingerprint: str
     using: str
     retry_count: int
+    options: Resolved
     record: IdempotencyRecord | None = None
-    # The owner token of this attempt's durable reservation, if it made one.
+    #: The owner token of the durable reservation this attempt holds, if any.
     token: str = ""
-    durable: bool = False
     started: float = field(default_factory=time.monotonic)
 
 
 class Idempotency:
-    """``request.idempotency``: what a guarded view can know and use of its key.
+    """``request.idempotency``: what a guarded view knows and can use of its key.
 
-    ``step(name, func)`` is a recovery point (T2): on a view guarded with
-    ``atomic=False``, each step runs in its own transaction and its JSON result is
-    recorded on the key's record, so a retry with the same key skips finished steps
-    and gets their recorded results instead.
+    On a request without a key, ``key`` and ``scope`` are ``None`` and steps just run.
     """
 
-    def __init__(self, attempt: Attempt) -> None:
+    def __init__(self, attempt: Attempt | None = None) -> None:
         self._attempt = attempt
-        self.key = attempt.key
-        self.scope = attempt.scope
+        self.key = attempt.key if attempt else None
+        self.scope = attempt.scope if attempt else None
 
     def step(self, name: str, func: Callable[[], Any]) -> Any:
-        """Run ``func`` once per key, resuming from its recorded result on a retry."""
+        """A recovery point (T2): run ``func`` once per key, in its own transaction.
+
+        Its JSON result is recorded on the key's record, so a retry with the same key
+        (after a failure further on) skips it and gets the recorded result. Steps need
+        the durable reservation of ``atomic=False``; elsewhere they simply run.
+        """
         attempt = self._attempt
-        record = attempt.record
-        if not attempt.durable or record is None:
+        record = attempt.record if attempt else None
+        if attempt is None or record is None or not attempt.token:
             return func()
         if name in record.recovery_points:
             return record.recovery_points[name]
@@ -147,505 +269,509 @@ class Idempotency:
         return result
 
 
+class LeaseLost(Exception):
+    """This attempt's reservation belongs to another attempt now (S9)."""
+
+
+class _EveryDatabase(set):  # type: ignore[type-arg]
+    """``_non_atomic_requests`` that names every database alias (T3)."""
+
+    def __contains__(self, alias: object) -> bool:
+        return True
+
+
+#: Set as ``view._non_atomic_requests``: the guard runs its own transaction (T3).
+EVERY_DATABASE = _EveryDatabase()
+
+
 class Guard:
-    """Guards one view. Options left ``None`` follow the settings at request time."""
+    """Guards one view (or one form view class) with the engine."""
 
-    def __init__(
-        self,
-        *,
-        required: bool | None = None,
-        scope: Any = None,
-        fingerprint: Any = None,
-        lease: float | None = None,
-        ttl: float | None = None,
-        wait: float | None = None,
-        atomic: bool | None = None,
-        store: Callable[[int], bool] | None = None,
-        sender: Any = None,
-    ) -> None:
-        self.required = required
-        self.scope = scope
-        self.fingerprint = fingerprint
-        self.lease = lease
-        self.ttl = ttl
-        self.wait = wait
-        self.atomic = atomic
-        self.store = store
+    def __init__(self, options: Options, sender: Any = None) -> None:
+        self.options = options
         self.sender = sender
-
-    # Options, resolved lazily so override_settings works (D4).
-
-    def _lease(self) -> float:
-        return conf.LEASE if self.lease is None else self.lease
-
-    def _ttl(self) -> float:
-        return conf.TTL if self.ttl is None else self.ttl
-
-    def _wait(self) -> float:
-        return conf.WAIT if self.wait is None else self.wait
-
-    def _atomic(self) -> bool:
-        return conf.ATOMIC if self.atomic is None else self.atomic
-
-    def _storable(self, status: int) -> bool:
-        if self.store is not None:
-            return self.store(status)
-        return status < 500 or conf.STORE_SERVER_ERRORS
-
-    def _missing_key(self) -> HttpResponseBase | None:
-        """The 400 for a request without a key, where a key is required (K4)."""
-        if self.required if self.required is not None else conf.REQUIRED:
-            return problem_response(
-                MISSING_KEY, f"This endpoint requires the {conf.HEADER} header."
-            )
-        return None
 
     # Entry points.
 
-    def handle(
-        self, request: Any, key: str | None, call_view: Callable[[], HttpResponseBase]
-    ) -> HttpResponseBase:
-        """Answer ``request``: run ``call_view`` at most once per key, or replay."""
-        if key is None:
-            missing = self._missing_key()
-            if missing is not None:
-                return missing
-            self._watch_double_submit(request, None)
-            return call_view()
-        attempt = self._start(request, key)
-        if isinstance(attempt, HttpResponseBase):
+    def unkeyed(self, request: Any) -> None:
+        """Prepare a request that runs without a key (K4): no lock, no record."""
+        request.idempotency = Idempotency()
+        watch_unkeyed(request, self.options.scope, self.options.fingerprint, self.sender)
+
+    def run(self, request: Any, key: str, call_view: Callable[[], HttpResponseBase]) -> Outcome:
+        """Run ``call_view`` at most once per (scope, key), or say why not."""
+        attempt = self._attempt(request, key)
+        if isinstance(attempt, Refused):
             return attempt
-        deadline = attempt.started + self._wait()
+        deadline = attempt.started + attempt.options.wait
         delay = 0.02
         while True:
             outcome = self._try(attempt, call_view)
-            if outcome is not IN_FLIGHT:
-                return outcome
-            if time.monotonic() + delay > deadline:
-                return self._conflict(attempt)
-            # Waiting for the first attempt to finish (S3, G4): poll with backoff.
+            if not isinstance(outcome, Busy) or time.monotonic() + delay > deadline:
+                return self._reported(attempt, outcome)
+            # Waiting for the holder to finish (S3, G4): poll with backoff.
             time.sleep(delay)
             delay = min(delay * 2, 0.25)
 
-    async def ahandle(
-        self, request: Any, key: str | None, call_view: Callable[[], Awaitable[HttpResponseBase]]
-    ) -> HttpResponseBase:
-        """The async twin of :meth:`handle` (D2): always a durable reservation."""
-        if key is None:
-            missing = self._missing_key()
-            if missing is not None:
-                return missing
-            await sync_to_async(self._watch_double_submit)(request, None)
-            return await call_view()
-        attempt = await sync_to_async(self._start)(request, key)
-        if isinstance(attempt, HttpResponseBase):
+    async def arun(
+        self, request: Any, key: str, call_view: Callable[[], Awaitable[HttpResponseBase]]
+    ) -> Outcome:
+        """The async twin of :meth:`run` (D2): always a durable reservation.
+
+        Django has no async transactions: the view's writes commit as it makes them.
+        """
+        import asyncio
+
+        attempt = await sync_to_async(self._attempt)(request, key)
+        if isinstance(attempt, Refused):
             return attempt
-        attempt.durable = True
-        deadline = attempt.started + self._wait()
+        deadline = attempt.started + attempt.options.wait
         delay = 0.02
         while True:
-            reserved = await sync_to_async(self._read_and_reserve)(attempt)
-            if reserved is None:
+            decision = await sync_to_async(self._reserve_durable)(attempt)
+            if not isinstance(decision, Busy) or time.monotonic() + delay > deadline:
                 break
-            if reserved is not IN_FLIGHT:
-                return reserved
-            if time.monotonic() + delay > deadline:
-                return await sync_to_async(self._conflict)(attempt)
-            await _async_sleep(delay)
+            await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)
+        if decision is not None:
+            return await sync_to_async(self._reported)(attempt, decision)
+        renewal = self._keep_reservation(attempt)
         try:
-            response = _rendered(await call_view())
+            response = await call_view()
+            # A TemplateResponse renders off the event loop (D5): its context may query.
+            response = await sync_to_async(_rendered)(response)
         except BaseException:
+            renewal.stop()
             await sync_to_async(self._release)(attempt)
             raise
-        return await sync_to_async(self._finish_durable)(attempt, response)
+        renewal.stop()
+        return await sync_to_async(self._settle_durable)(attempt, response)
 
-    def peek(self, request: Any, key: str) -> IdempotencyRecord | _InFlight | None:
-        """What is known of ``key`` now, without running anything.
+    def lookup(self, request: Any, key: str) -> Replay | Busy | Run:
+        """What is known of ``key`` in ``request``'s scope now, without running anything.
 
-        The live record (completed, or reserved in progress), ``IN_FLIGHT`` while
-        another attempt holds the in-flight lock, or ``None``.
+        ``Busy`` also while a locked-path attempt runs it and has written nothing yet.
         """
-        using = conf.DATABASE or router.db_for_write(IdempotencyRecord)
-        attempt = Attempt(request, scope_for(request, self.scope), key, "", using, 0)
-        record = self._read(attempt)
-        if record is not None and record.is_live():
-            return record
-        with transaction.atomic(using=using):
-            lock = self._acquire(attempt)
-            if lock is IN_FLIGHT:
-                return IN_FLIGHT
-            if isinstance(lock, Lock):
-                held = not lock.transactional or lock.acquire()
+        options = self.options.resolve()
+        using = records_database()
+        scope = scope_for(request, options.scope)
+        record = IdempotencyRecord.objects.lookup(using, scope, key)
+        # Its own fingerprint: whose request it was does not matter to a look.
+        decision = decide(record, record.fingerprint if record else "", timezone.now())
+        if not isinstance(decision, Run) or not options.atomic:
+            return decision  # type: ignore[return-value]
+        lock = self._lock(using, scope, key, options)
+        if isinstance(lock, Busy):
+            return lock
+        if isinstance(lock, Lock):
+            try:
+                with transaction.atomic(using=using):
+                    held, _ = lock.acquire_and_read(lambda: None)
+            finally:
                 lock.release()
-                if not held:
-                    return IN_FLIGHT
-        return None
+            if not held:
+                return Busy()
+        return decision
 
-    # Steps.
+    # Step 0: the attempt.
 
-    def _start(self, request: Any, key: str) -> Attempt | HttpResponseBase:
+    def _attempt(self, request: Any, key: str) -> Attempt | Refused:
+        options = self.options.resolve()
         try:
-            scope = scope_for(request, self.scope)
-            fingerprint = fingerprint_for(request, self.fingerprint)
+            scope = scope_for(request, options.scope)
+            fingerprint = fingerprint_for(request, options.fingerprint)
         except RequestDataTooBig as error:
-            return problem_response(BODY_TOO_LARGE, str(error))
+            return Refused(problem_response(BODY_TOO_LARGE, str(error)))
         except (MultiPartParserError, SuspiciousOperation, UnicodeDecodeError) as error:
-            return problem_response(BAD_BODY, f"The request body cannot be read: {error}")
-        retry_header = "HTTP_" + conf.RETRY_COUNT_HEADER.upper().replace("-", "_")
-        retry_count = _int_or_zero(request.META.get(retry_header))
+            return Refused(problem_response(BAD_BODY, f"The request body cannot be read: {error}"))
+        retry_count = _retry_count(request)
         if retry_count:
             logger.info("Retry %d of key %r (%s).", retry_count, key, scope)
-        using = conf.DATABASE or router.db_for_write(IdempotencyRecord)
-        attempt = Attempt(request, scope, key, fingerprint, using, retry_count)
+        attempt = Attempt(
+            request, scope, key, fingerprint, records_database(), retry_count, options
+        )
         request.idempotency = Idempotency(attempt)
         return attempt
 
-    def _read(self, attempt: Attempt) -> IdempotencyRecord | None:
-        return IdempotencyRecord.objects.lookup(attempt.using, attempt.scope, attempt.key)
-
-    def _try(self, attempt: Attempt, call_view: Callable[[], HttpResponseBase]) -> Any:
-        record = self._read(attempt)
-        if record is not None and record.is_live():
-            return self._answer(attempt, record)
-        if self._atomic():
-            lock = self._acquire(attempt)
-            if lock is IN_FLIGHT or isinstance(lock, HttpResponseBase):
+    def _try(self, attempt: Attempt, call_view: Callable[[], HttpResponseBase]) -> Outcome:
+        decision = decide(self._read(attempt), attempt.fingerprint, timezone.now())
+        if not isinstance(decision, Run):
+            return decision
+        if attempt.options.atomic:
+            lock = self._lock(
+                attempt.using, attempt.scope, attempt.key, attempt.options, attempt.request
+            )
+            if isinstance(lock, (Busy, Refused)):
                 return lock
-            if isinstance(lock, Lock):
-                try:
-                    return self._run_locked(attempt, lock, call_view)
-                finally:
-                    lock.release()
-        attempt.durable = True
-        reserved = self._reserve(attempt, record)
+            if lock is not None:
+                return self._run_locked(attempt, lock, call_view)
+        reserved = self._reserve_durable(attempt, decision)
         if reserved is not None:
             return reserved
         return self._run_durable(attempt, call_view)
 
-    def _acquire(self, attempt: Attempt) -> Any:
-        """Take the in-flight lock.
+    def _read(self, attempt: Attempt) -> IdempotencyRecord | None:
+        return IdempotencyRecord.objects.lookup(attempt.using, attempt.scope, attempt.key)
 
-        Returns the held lock (a transactional one is taken later, inside the
-        transaction), ``None`` where there is no lock and a durable reservation must
-        do, ``IN_FLIGHT``, or a 503 when the cache is down and fallback is off (L3).
+    def _lock(
+        self, using: str, scope: str, key: str, options: Resolved, request: Any = None
+    ) -> Lock | Busy | Refused | None:
+        """The in-flight lock: the cache's, else the database's, else ``None`` (L2, L3).
+
+        The cache lock is taken here, before any transaction, so that a Redis failure can
+        still choose the path (a database lock, a durable reservation, or L3's 503); a
+        database lock is taken inside the transaction, by :meth:`Lock.acquire_and_read`.
         """
         if conf.LOCK_BACKEND == "cache":
             try:
-                lock = cache_lock(conf.CACHE, attempt.scope, attempt.key, self._lease())
-                return lock if lock.acquire() else IN_FLIGHT
+                lock = cache_lock(conf.CACHE, scope, key, options.lease)
+                return lock if lock.acquire() else Busy()
             except LockUnavailable as error:
-                if not conf.CACHE_FALLBACK:
-                    logger.error("Cache lock unavailable, failing closed: %s", error)
-                    return problem_response(
-                        UNAVAILABLE,
-                        "The idempotency lock store is unavailable; retry later.",
-                        Retry_After="1",
-                    )
-                logger.warning("Cache lock unavailable, using the database lock: %s", error)
-                signals.lock_backend_fallback.send(
-                    sender=self.sender, request=attempt.request, error=error
+                refused = self._cache_down(error, request)
+                if refused is not None:
+                    return refused
+        return database_lock(using, scope, key)
+
+    def _cache_down(self, error: Exception, request: Any = None) -> Refused | None:
+        if not conf.CACHE_FALLBACK:
+            logger.error("Cache lock unavailable, failing closed: %s", error)
+            return Refused(
+                problem_response(
+                    UNAVAILABLE,
+                    "The idempotency lock store is unavailable; retry later.",
+                    Retry_After="1",
                 )
-        database = database_lock(attempt.using, attempt.scope, attempt.key)
-        if database is None or database.transactional or database.acquire():
-            return database
-        return IN_FLIGHT
+            )
+        logger.warning("Cache lock unavailable, using the database lock: %s", error)
+        signals.lock_backend_fallback.send(sender=self.sender, request=request, error=error)
+        return None
+
+    # The locked path.
 
     def _run_locked(
         self, attempt: Attempt, lock: Lock, call_view: Callable[[], HttpResponseBase]
-    ) -> Any:
+    ) -> Outcome:
+        renewal: Renewal | None = None
         try:
-            with transaction.atomic(using=attempt.using):
-                # Read again under the lock: the holder before us may have just committed.
-                if isinstance(lock, PostgresAdvisoryLock):
-                    locked, record = IdempotencyRecord.objects.lock_and_lookup(
-                        attempt.using, lock.number, attempt.scope, attempt.key
-                    )
-                else:
-                    locked, record = True, self._read(attempt)
-                if record is not None and record.is_live():
-                    raise _Abort(record)
-                if not locked:
-                    raise _Abort(IN_FLIGHT)
-                self._watch_double_submit(attempt.request, attempt)
-                response = _rendered(call_view())
-                if not self._storable(response.status_code):
-                    raise _Abort(response)
-                self._save(attempt, record, capture(response))
-        except _Abort as abort:
-            if abort.outcome is _LOST:
-                # Another attempt committed the key first (the unique constraint said so).
-                # The view's work is rolled back; answer as that attempt did.
-                record = self._read(attempt)
-                return IN_FLIGHT if record is None else self._answer(attempt, record)
-            if isinstance(abort.outcome, IdempotencyRecord):
-                return self._answer(attempt, abort.outcome)
-            return abort.outcome
-        return response
+            with _atomic(attempt.using) as rollback:
+                held, record = lock.acquire_and_read(lambda: self._read(attempt))
+                if not held:
+                    return Busy()
+                decision = decide(record, attempt.fingerprint, timezone.now())
+                if not isinstance(decision, Run):
+                    return decision
+                renewal = heartbeat.keep(lock.renew, attempt.options.lease)
+                watch(attempt.request, attempt.scope, attempt.fingerprint, attempt.key, self.sender)
+                response = _call(call_view)
+                if not attempt.options.store(response):
+                    if rolls_back(response):
+                        rollback()
+                    return Executed(response, stored=False)
+                stored, response = capture(response)
+                try:
+                    # No savepoint: a failed insert only marks the transaction for rollback.
+                    saved = self._replace(attempt, decision.previous, _completed(attempt, stored))
+                except IntegrityError:
+                    saved = None
+                if saved is None:
+                    # Another attempt committed the key first, past the lock (a lost Redis
+                    # lock, a fallback): undo this run and answer as the record says (S12).
+                    rollback()
+                    discard(stored.body_file)
+                    return _lost
+                return Executed(response, stored=True)
+        finally:
+            # After the commit: a duplicate that takes the lock next reads this outcome.
+            if renewal is not None:
+                renewal.stop()
+            lock.release()
 
-    def _save(
-        self, attempt: Attempt, dead: IdempotencyRecord | None, stored: StoredResponse
-    ) -> None:
-        """Write the completed record inside the view's transaction (fresh path)."""
+    # The durable path.
+
+    def _reserve_durable(
+        self, attempt: Attempt, decision: Run | None = None
+    ) -> Replay | Busy | Mismatch | None:
+        """Commit an in-progress reservation with a lease; ``None`` once this attempt holds it."""
+        if decision is None:
+            found = decide(self._read(attempt), attempt.fingerprint, timezone.now())
+            if not isinstance(found, Run):
+                return found
+            decision = found
         now = timezone.now()
-        values = {
-            "state": State.COMPLETED,
-            "fingerprint": attempt.fingerprint,
-            "method": attempt.request.method,
-            "path": attempt.request.get_full_path()[:2048],
-            "owner": "",
-            "locked_until": None,
-            "retry_count": attempt.retry_count,
-            "status_code": stored.status_code,
-            "response_headers": stored.headers,
-            "response_body": stored.body,
-            "body_stored": stored.body is not None,
-            "completed_at": now,
-            "expires_at": now + timedelta(seconds=self._ttl()),
-        }
-        records = IdempotencyRecord.objects.using(attempt.using)
-        if dead is None:
-            record = IdempotencyRecord(
-                scope=attempt.scope, key=attempt.key, created_at=now, **values
-            )
-            try:
-                IdempotencyRecord.objects.insert(attempt.using, record)
-            except IntegrityError:
-                raise _Abort(_LOST) from None
-            return
-        expired = dead.expires_at <= now
-        attempts = 1 if expired else dead.attempts + 1
-        taken = _same_version(records, dead).update(
-            attempts=attempts, created_at=now, recovery_points={}, **values
-        )
-        if not taken:
-            raise _Abort(_LOST)
-        if not expired:
-            self._taken_over(attempt, dead, attempts)
-
-    def _read_and_reserve(self, attempt: Attempt) -> Any:
-        return self._reserve(attempt, self._read(attempt))
-
-    def _reserve(self, attempt: Attempt, record: IdempotencyRecord | None) -> Any:
-        """Commit an in-progress reservation; ``None`` when this attempt now holds it."""
-        now = timezone.now()
-        if record is not None and record.is_live(now):
-            return self._answer(attempt, record)
         token = secrets.token_hex(16)
         values = {
             "state": State.IN_PROGRESS,
             "owner": token,
-            "locked_until": now + timedelta(seconds=self._lease()),
-            "expires_at": now + timedelta(seconds=self._ttl()),
-            "retry_count": attempt.retry_count,
-            "method": attempt.request.method,
-            "path": attempt.request.get_full_path()[:2048],
+            "locked_until": now + timedelta(seconds=attempt.options.lease),
+            "expires_at": now + timedelta(seconds=attempt.options.ttl),
+            "completed_at": None,
+            "status_code": None,
+            "response_headers": [],
+            "response_body": None,
+            "body_file": "",
+            "body_stored": True,
         }
-        records = IdempotencyRecord.objects.using(attempt.using)
+        try:
+            with _savepoint(attempt.using):
+                record = self._replace(attempt, decision.previous, values, keep_id=True)
+        except IntegrityError:
+            record = None
         if record is None:
-            try:
-                with _savepoint_if_needed(attempt.using):
-                    record = records.create(
-                        scope=attempt.scope,
-                        key=attempt.key,
-                        fingerprint=attempt.fingerprint,
-                        created_at=now,
-                        **values,
-                    )
-            except IntegrityError:
-                return IN_FLIGHT  # Another attempt reserved it a moment ago.
-        else:
-            expired = record.expires_at <= now
-            if not expired and record.fingerprint != attempt.fingerprint:
-                return self._answer(
-                    attempt, record
-                )  # 422: a crashed reservation of another request
-            changes = dict(values, attempts=record.attempts + 1)
-            if expired:
-                changes.update(fingerprint=attempt.fingerprint, recovery_points={}, attempts=1)
-            if not _same_version(records, record).update(**changes):
-                return IN_FLIGHT
-            if not expired:
-                self._taken_over(attempt, record, changes["attempts"])
-            for name, value in changes.items():
-                setattr(record, name, value)
-        attempt.record = record
+            # Another attempt reserved or completed it a moment ago: read it again (S12).
+            again = decide(self._read(attempt), attempt.fingerprint, timezone.now())
+            return Busy() if isinstance(again, Run) else again
         attempt.token = token
+        attempt.record = record
         return None
 
-    def _taken_over(self, attempt: Attempt, record: IdempotencyRecord, attempts: int) -> None:
-        logger.warning(
-            "Lease of key %r (%s) ran out; attempt %d takes over.",
-            attempt.key,
-            attempt.scope,
-            attempts,
-        )
-        signals.lease_taken_over.send(
-            sender=self.sender, request=attempt.request, record=record, attempts=attempts
-        )
+    def _keep_reservation(self, attempt: Attempt) -> Renewal:
+        record, token, using = attempt.record, attempt.token, attempt.using
+        lease = attempt.options.lease
+        assert record is not None
 
-    def _run_durable(self, attempt: Attempt, call_view: Callable[[], HttpResponseBase]) -> Any:
-        self._watch_double_submit(attempt.request, attempt)
+        def renew() -> bool:
+            records = IdempotencyRecord.objects.using(using).filter(pk=record.pk)
+            until = timezone.now() + timedelta(seconds=lease)
+            if records.filter(owner=token).update(locked_until=until):
+                return True
+            # Not ours: lost, unless the row is not visible here at all (yet, or any more).
+            return not records.exists()
+
+        return heartbeat.keep(renew, lease, using)
+
+    def _run_durable(self, attempt: Attempt, call_view: Callable[[], HttpResponseBase]) -> Outcome:
+        watch(attempt.request, attempt.scope, attempt.fingerprint, attempt.key, self.sender)
+        renewal = self._keep_reservation(attempt)
         try:
-            if self._atomic():
-                with transaction.atomic(using=attempt.using):
-                    response = _rendered(call_view())
-                    if not self._storable(response.status_code):
-                        raise _Abort(response)
-                    if not self._complete(attempt, response):
-                        raise _Abort(IN_FLIGHT)
-                return response
-            response = _rendered(call_view())
-        except _Abort as abort:
-            self._release(attempt)
-            return abort.outcome
+            if not attempt.options.atomic:
+                response = _call(call_view)
+                renewal.stop()
+                return self._settle_durable(attempt, response)
+            with _atomic(attempt.using) as rollback:
+                response = _call(call_view)
+                kept = attempt.options.store(response)
+                if kept:
+                    stored, response = capture(response)
+                    completed = self._complete(attempt, stored)
+                    if not completed:
+                        rollback()  # taken over: the new holder's outcome counts (S9)
+                        discard(stored.body_file)
+                elif rolls_back(response):
+                    rollback()
         except BaseException:
+            renewal.stop()
             self._release(attempt)
             raise
-        return self._finish_durable(attempt, response)
+        renewal.stop()
+        if not kept:
+            self._release(attempt)  # after the rollback, or it would be undone with it
+            return Executed(response, stored=False)
+        return Executed(response, stored=True) if completed else _lost
 
-    def _finish_durable(self, attempt: Attempt, response: HttpResponseBase) -> HttpResponseBase:
-        if not self._storable(response.status_code):
+    def _settle_durable(self, attempt: Attempt, response: HttpResponseBase) -> Outcome:
+        """Complete or release a durable reservation after a view without a transaction."""
+        if not attempt.options.store(response):
             self._release(attempt)
-        elif not self._complete(attempt, response):
+            return Executed(response, stored=False)
+        stored, response = capture(response)
+        if not self._complete(attempt, stored):
+            discard(stored.body_file)
             logger.warning(
                 "Key %r (%s) was taken over while its view ran; its outcome is not stored.",
                 attempt.key,
                 attempt.scope,
             )
-        return response
+            return Executed(response, stored=False)
+        return Executed(response, stored=True)
 
-    def _complete(self, attempt: Attempt, response: HttpResponseBase) -> bool:
-        stored = capture(response)
-        now = timezone.now()
+    def _complete(self, attempt: Attempt, stored: StoredResponse) -> bool:
+        """Store the outcome on this attempt's own reservation, fenced by its token (S9)."""
         assert attempt.record is not None
+        values = _completed(attempt, stored)
         return bool(
             IdempotencyRecord.objects.using(attempt.using)
             .filter(pk=attempt.record.pk, owner=attempt.token)
-            .update(
-                state=State.COMPLETED,
-                owner="",
-                locked_until=None,
-                status_code=stored.status_code,
-                response_headers=stored.headers,
-                response_body=stored.body,
-                body_stored=stored.body is not None,
-                completed_at=now,
-                expires_at=now + timedelta(seconds=self._ttl()),
-            )
+            .update(**values)
         )
 
     def _release(self, attempt: Attempt) -> None:
-        """Give the key back after a failure (S6); recovery points survive (T2)."""
+        """Give the key back after a failure (S6); its recovery points stay (T2)."""
         record = attempt.record
-        if record is None:
+        if record is None or not attempt.token:
             return
-        records = IdempotencyRecord.objects.using(attempt.using).filter(
+        mine = IdempotencyRecord.objects.using(attempt.using).filter(
             pk=record.pk, owner=attempt.token
         )
         with contextlib.suppress(Exception):
-            # A connection that broke must not hide the view's own error; the lease expires.
+            # A broken connection must not hide the view's own error; the lease runs out.
             if record.recovery_points:
-                records.update(owner="", locked_until=timezone.now())
+                mine.update(owner="", locked_until=timezone.now())
             else:
-                records.delete()
+                # One DELETE with the owner condition in it, whatever delete receivers the
+                # project has: never a row another attempt has taken over since.
+                mine._raw_delete(attempt.using)
 
-    # Answers.
+    # Taking a row over: the one place every path writes a key it did not hold.
 
-    def _answer(self, attempt: Attempt, record: IdempotencyRecord) -> Any:
-        if record.fingerprint != attempt.fingerprint:
+    def _replace(
+        self,
+        attempt: Attempt,
+        previous: IdempotencyRecord | None,
+        values: dict[str, Any],
+        keep_id: bool = False,
+    ) -> IdempotencyRecord | None:
+        """Insert the key's record, or replace ``previous`` if nobody changed it since.
+
+        ``None`` when ``previous`` changed under this attempt; an insert that loses the
+        race raises ``IntegrityError``. ``keep_id``: the returned record knows its id.
+        """
+        now = timezone.now()
+        values = {
+            **values,
+            "fingerprint": attempt.fingerprint,
+            "method": attempt.request.method,
+            "path": attempt.request.get_full_path()[:2048],
+            "retry_count": attempt.retry_count,
+            "created_at": now,
+        }
+        if previous is None:
+            record = IdempotencyRecord(scope=attempt.scope, key=attempt.key, **values)
+            IdempotencyRecord.objects.insert(attempt.using, record, keep_id=keep_id)
+            return record
+        expired = previous.expires_at <= now
+        if expired:
+            values.update(attempts=1, recovery_points={})
+        else:
+            values.update(attempts=previous.attempts + 1)
+        unchanged = IdempotencyRecord.objects.using(attempt.using).filter(
+            pk=previous.pk,
+            state=previous.state,
+            owner=previous.owner,
+            locked_until=previous.locked_until,
+            expires_at=previous.expires_at,
+        )
+        if not unchanged.update(**values):
+            return None
+        if not expired and previous.owner:
+            # Its holder stopped renewing: it died (S5, S9). A released key is just free.
             logger.warning(
-                "Key %r (%s) reused for a different request.", attempt.key, attempt.scope
+                "Key %r (%s): its holder stopped renewing the lease; attempt %d takes over.",
+                attempt.key,
+                attempt.scope,
+                values["attempts"],
             )
-            signals.mismatch.send(sender=self.sender, request=attempt.request, record=record)
-            return problem_response(
-                MISMATCH,
-                "This idempotency key was already used for a different request "
-                "(method, path or body differ). Use a new key for a new request.",
+            signals.lease_taken_over.send(
+                sender=self.sender,
+                request=attempt.request,
+                record=previous,
+                attempts=values["attempts"],
             )
-        if record.state != State.COMPLETED:
-            return IN_FLIGHT
-        logger.info("Replaying key %r (%s).", attempt.key, attempt.scope)
-        signals.replayed.send(sender=self.sender, request=attempt.request, record=record)
-        body = record.response_body
-        return replay(
-            record.status_code or 200,
-            record.response_headers,
-            bytes(body) if body is not None else None,
-        )
+        record = IdempotencyRecord(pk=previous.pk, scope=attempt.scope, key=attempt.key, **values)
+        if not expired:
+            record.recovery_points = previous.recovery_points
+        return record
 
-    def _conflict(self, attempt: Attempt) -> HttpResponseBase:
-        logger.info("Key %r (%s) is in progress: 409.", attempt.key, attempt.scope)
-        signals.conflict.send(sender=self.sender, request=attempt.request, record=attempt.record)
-        retry_after = max(1, math.ceil(min(self._lease(), 1.0)))
-        return problem_response(
-            IN_PROGRESS,
-            "A request with this idempotency key is still being processed. "
-            "Retry after the time given in Retry-After.",
-            Retry_After=str(retry_after),
-        )
+    # Reporting (O1).
 
-    # O2: double submits.
-
-    def _watch_double_submit(self, request: Any, attempt: Attempt | None) -> None:
-        window = conf.DOUBLE_SUBMIT_WINDOW
-        if not window or request.method != "POST":
-            return
-        try:
-            if attempt is None:
-                scope = scope_for(request, self.scope)
-                fingerprint = fingerprint_for(request, self.fingerprint)
-                key = ""
-            else:
-                scope, fingerprint, key = attempt.scope, attempt.fingerprint, attempt.key
-            name = "idempotent_post:recent:" + lock_id(scope, fingerprint).hex()
-            cache = caches[conf.CACHE]
-            if cache.add(name, key, timeout=window):
-                return
-            previous = cache.get(name)
-        except Exception:
-            logger.debug("Double-submit detection skipped.", exc_info=True)
-            return
-        if key and previous == key:
-            return
-        logger.warning(
-            "Suspected double submit: %s %s (%s) twice within %ss%s.",
-            request.method,
-            request.path,
-            scope,
-            window,
-            " with different keys" if key else " without a key",
-        )
-        signals.double_submit_suspected.send(
-            sender=self.sender, request=request, path=request.path, fingerprint=fingerprint
-        )
+    def _reported(self, attempt: Attempt, outcome: Any) -> Outcome:
+        if outcome is _lost:
+            found = decide(self._read(attempt), attempt.fingerprint, timezone.now())
+            outcome = Busy() if isinstance(found, Run) else found
+        match outcome:
+            case Replay(record):
+                logger.info("Replaying key %r (%s).", attempt.key, attempt.scope)
+                signals.replayed.send(sender=self.sender, request=attempt.request, record=record)
+            case Busy(record):
+                logger.info("Key %r (%s) is in progress: 409.", attempt.key, attempt.scope)
+                signals.conflict.send(sender=self.sender, request=attempt.request, record=record)
+            case Mismatch(record):
+                logger.warning(
+                    "Key %r (%s) reused for a different request.", attempt.key, attempt.scope
+                )
+                signals.mismatch.send(sender=self.sender, request=attempt.request, record=record)
+        return outcome
 
 
-def _same_version(records: Any, record: IdempotencyRecord) -> Any:
-    """The record, only if nobody changed it since it was read (optimistic takeover)."""
-    return records.filter(
-        pk=record.pk,
-        state=record.state,
-        owner=record.owner,
-        expires_at=record.expires_at,
-    )
+class _Lost:
+    """Another attempt committed the key while this one ran: read it and answer."""
 
 
-def _savepoint_if_needed(using: str) -> Any:
+_lost: Any = _Lost()
+
+
+def records_database() -> str:
+    """The alias of the database that holds the records."""
+    return conf.DATABASE or router.db_for_write(IdempotencyRecord)
+
+
+def _completed(attempt: Attempt, stored: StoredResponse) -> dict[str, Any]:
+    now = timezone.now()
+    return {
+        "state": State.COMPLETED,
+        "owner": "",
+        "locked_until": None,
+        "status_code": stored.status_code,
+        "response_headers": stored.headers,
+        "response_body": stored.body,
+        "body_file": stored.body_file,
+        "body_stored": stored.kept,
+        "completed_at": now,
+        "expires_at": now + timedelta(seconds=attempt.options.ttl),
+    }
+
+
+@contextlib.contextmanager
+def _atomic(using: str) -> Iterator[Callable[[], None]]:
+    """The guard's transaction (T1) on the records' database and the default one (T4).
+
+    Yields a function that marks it for rollback. Where the records live elsewhere, the
+    view's database commits first and the records' last: a crash between the two leaves
+    the view's writes without their record (see the README's limits).
+    """
+    aliases = [using] if using == DEFAULT_DB_ALIAS else [using, DEFAULT_DB_ALIAS]
+
+    def rollback() -> None:
+        for alias in aliases:
+            transaction.set_rollback(True, using=alias)
+
+    with contextlib.ExitStack() as stack:
+        for alias in aliases:
+            stack.enter_context(transaction.atomic(using=alias))
+        yield rollback
+
+
+def _savepoint(using: str) -> Any:
     # An IntegrityError inside an outer transaction must not break it.
     if connections[using].in_atomic_block:
         return transaction.atomic(using=using)
     return contextlib.nullcontext()
 
 
-def _int_or_zero(value: Any) -> int:
+def _call(call_view: Callable[[], HttpResponseBase]) -> HttpResponseBase:
     try:
-        return max(0, int(value))
+        return _rendered(call_view())
+    except RuntimeError as error:
+        if "durable" in str(error):
+            raise ImproperlyConfigured(
+                "The view opens transaction.atomic(durable=True), which cannot run inside "
+                "the guard's transaction. Guard it with @idempotent(atomic=False) and use "
+                "request.idempotency.step() for its recovery points (T3)."
+            ) from error
+        raise
+
+
+def _rendered(response: HttpResponseBase) -> HttpResponseBase:
+    # Template responses render late; their body must exist to be stored.
+    render = getattr(response, "render", None)
+    if callable(render) and not getattr(response, "is_rendered", True):
+        response = render() or response
+    return response
+
+
+def _retry_count(request: Any) -> int:
+    """``X-Retry-Count`` as a bounded integer; anything else counts as 0 (O3, E3)."""
+    value = request.META.get("HTTP_" + conf.RETRY_COUNT_HEADER.upper().replace("-", "_"))
+    try:
+        return min(max(0, int(value)), MAX_RETRY_COUNT)
     except (TypeError, ValueError):
         return 0
-
-
-async def _async_sleep(seconds: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)

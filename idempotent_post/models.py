@@ -7,6 +7,11 @@ from typing import Any
 from django.db import connections, models
 from django.utils import timezone
 
+# The PostgreSQL function that takes the advisory lock and then reads (migration 0003),
+# and the id of the row it answers with when the lock is held by another transaction.
+LOCK_AND_READ_FUNCTION = "idempotent_post_lock_and_read"
+NOT_LOCKED = -1
+
 
 class RecordManager(models.Manager["IdempotencyRecord"]):
     """The engine's hot-path queries, as plain SQL built once per database.
@@ -29,11 +34,9 @@ class RecordManager(models.Manager["IdempotencyRecord"]):
             where = f"r.{qn('scope')} = %s AND r.{qn('key')} = %s"
             cache[using] = {
                 "read": f"SELECT {columns} FROM {table} r WHERE {where}",
-                # PostgreSQL: take the advisory lock and read in one round trip.
-                "lock_and_read": (
-                    f"SELECT pg_try_advisory_xact_lock(%s) AS idempotent_post_locked, {columns} "
-                    f"FROM (SELECT 1) AS one LEFT JOIN {table} r ON {where}"
-                ),
+                # PostgreSQL: the function of migration 0003 takes the advisory lock, then
+                # reads in a statement of its own (a snapshot taken after the lock: S8).
+                "lock_and_read": f"SELECT * FROM {LOCK_AND_READ_FUNCTION}(%s, %s, %s)",
                 "insert": (
                     f"INSERT INTO {table} ({', '.join(names)}) "
                     f"VALUES ({', '.join(['%s'] * len(fields))})"
@@ -49,25 +52,38 @@ class RecordManager(models.Manager["IdempotencyRecord"]):
     def lock_and_lookup(
         self, using: str, lock_number: int, scope: str, key: str
     ) -> tuple[bool, IdempotencyRecord | None]:
-        """PostgreSQL: try the advisory lock of (scope, key) and read its record at once.
+        """PostgreSQL: try the advisory lock of (scope, key), then read its record.
 
-        The read sees the database as the statement began, a moment before the lock was
-        taken; a record committed in that moment is caught by the unique constraint.
+        One round trip. The read runs after the lock was granted, with its own snapshot,
+        so it sees every commit made before (S8). ``(False, None)`` when another
+        transaction holds the lock.
         """
         sql = self._sql(using)["lock_and_read"]
-        row = next(iter(self.raw(sql, [lock_number, scope, key]).using(using)))
-        locked = bool(row.idempotent_post_locked)
-        return locked, (row if row.pk is not None else None)
+        row = next(iter(self.raw(sql, [lock_number, scope, key]).using(using)), None)
+        if row is not None and row.pk == NOT_LOCKED:
+            return False, None
+        return True, row
 
-    def insert(self, using: str, record: IdempotencyRecord) -> None:
-        """Insert ``record`` without the ORM's save machinery (no signals: a private table)."""
+    def insert(self, using: str, record: IdempotencyRecord, keep_id: bool = False) -> None:
+        """Insert ``record`` without the ORM's save machinery (no signals: a private table).
+
+        ``keep_id``: set ``record.pk`` from the database (RETURNING where it has it).
+        """
         connection = connections[using]
         fields = [f for f in self.model._meta.concrete_fields if not f.primary_key]
         params: list[Any] = [
             f.get_db_prep_save(getattr(record, f.attname), connection) for f in fields
         ]
+        sql = self._sql(using)["insert"]
+        returning = keep_id and connection.features.can_return_columns_from_insert
+        if returning:
+            sql += f" RETURNING {connection.ops.quote_name(str(self.model._meta.pk.column))}"
         with connection.cursor() as cursor:
-            cursor.execute(self._sql(using)["insert"], params)
+            cursor.execute(sql, params)
+            if returning:
+                record.pk = cursor.fetchone()[0]
+            elif keep_id:
+                record.pk = cursor.lastrowid
 
 
 class IdempotencyRecord(models.Model):

@@ -11,24 +11,21 @@ from django.http.response import HttpResponseBase, HttpResponseRedirectBase
 from django.template.response import TemplateResponse
 
 from idempotent_post.conf import conf
-from idempotent_post.engine import Guard
-from idempotent_post.http import HttpResponseSeeOther
-from idempotent_post.keys import InvalidKey, parse_key
-from idempotent_post.models import IdempotencyRecord
-from idempotent_post.responses import (
-    INVALID_KEY,
-    PROBLEM_CONTENT_TYPE,
-    REPLAYED_HEADER,
-    problem_response,
+from idempotent_post.engine import (
+    EVERY_DATABASE,
+    Busy,
+    Executed,
+    Guard,
+    Mismatch,
+    Options,
+    Refused,
+    Replay,
 )
+from idempotent_post.http import HttpResponseSeeOther
+from idempotent_post.keys import InvalidKey, ensure_scope, parse_key
+from idempotent_post.responses import INVALID_KEY, problem_response
 
 logger = logging.getLogger("idempotent_post")
-
-
-def _redirects(status: int) -> bool:
-    # Only the redirect of a valid form is an outcome worth replaying; an invalid
-    # form's page is not stored, so the user can correct it and submit again.
-    return 300 <= status < 400
 
 
 class PostRedirectGetMixin:
@@ -59,13 +56,20 @@ class PostRedirectGetMixin:
     processing_template_name = "idempotent_post/processing.html"
 
     request: HttpRequest
+    #: Set by form_valid: what it answered is the outcome to keep (S10).
+    _idempotency_valid = False
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Any:
+        """The view, taken out of ``ATOMIC_REQUESTS``: the guard runs its own transaction (T3)."""
+        view = super().as_view(**initkwargs)  # type: ignore[misc]
+        view._non_atomic_requests = EVERY_DATABASE
+        return view
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        # The scope of an anonymous visitor is the session: create it when the form is
-        # rendered, so the first submit does not change the scope of the next one.
-        session = getattr(request, "session", None)
-        if session is not None and not session.session_key and not request.user.is_authenticated:
-            session.save()
+        # The scope of an anonymous visitor lives in the session: make it when the form
+        # is rendered, so the first submit does not change the scope of the next one (K5).
+        ensure_scope(request)
         pending = request.GET.get(conf.FORM_FIELD)
         if pending:
             return self._pending_result(request, pending, *args, **kwargs)
@@ -85,23 +89,29 @@ class PostRedirectGetMixin:
             key = parse_key(value)
         except InvalidKey as error:
             return problem_response(INVALID_KEY, str(error))
-        wait = conf.FORM_WAIT if self.idempotency_wait is None else self.idempotency_wait
-        guard = Guard(scope=self.idempotency_scope, wait=wait, store=_redirects, sender=type(self))
-        response = guard.handle(
+        self._idempotency_valid = False
+        outcome = self._guard().run(
             request,
             key,
             lambda: super(PostRedirectGetMixin, self).post(request, *args, **kwargs),  # type: ignore[misc]
         )
-        if response.status_code == 409:
-            return self.processing_response(key)
-        if response.status_code == 422 and response.get("Content-Type") == PROBLEM_CONTENT_TYPE:
-            return self.changed_response()
-        if response.get(REPLAYED_HEADER) == "true" and self.replay_message:
-            messages.info(request, self.replay_message, fail_silently=True)
-        return response
+        match outcome:
+            case Executed(response) | Refused(response):
+                return response
+            case Replay():
+                if self.replay_message:
+                    messages.info(request, self.replay_message, fail_silently=True)
+                return outcome.response()
+            case Busy():
+                return self.processing_response(key)
+            case Mismatch():
+                return self.changed_response()
+        raise AssertionError(f"unexpected outcome {outcome!r}")
 
     def form_valid(self, form: Any) -> HttpResponseBase:
         response = super().form_valid(form)  # type: ignore[misc]
+        # Whatever a valid form answers is its outcome: a 303, or a 200 "thank you" page.
+        self._idempotency_valid = True
         if isinstance(response, HttpResponseRedirectBase) and response.status_code == 302:
             return HttpResponseSeeOther(response["Location"])
         return response
@@ -137,19 +147,22 @@ class PostRedirectGetMixin:
         self, request: HttpRequest, key: str, *args: Any, **kwargs: Any
     ) -> HttpResponseBase:
         # Where the "still processing" page refreshes to: the result once it is there.
-        found = self._guard().peek(request, key)
-        if found is None:
-            return super().get(request, *args, **kwargs)  # type: ignore[misc]
-        if isinstance(found, IdempotencyRecord) and found.state == found.State.COMPLETED:
-            location = next(
-                (value for name, value in found.response_headers if name.lower() == "location"),
-                None,
-            )
-            if location:
-                return HttpResponseSeeOther(location)
-            return super().get(request, *args, **kwargs)  # type: ignore[misc]
-        return self.processing_response(key)
+        found = self._guard().lookup(request, key)
+        match found:
+            case Replay(record):
+                headers = {name.lower(): value for name, value in record.response_headers}
+                location = headers.get("location")
+                if location:
+                    return HttpResponseSeeOther(location)
+            case Busy():
+                return self.processing_response(key)
+        return super().get(request, *args, **kwargs)  # type: ignore[misc]
 
     def _guard(self) -> Guard:
         wait = conf.FORM_WAIT if self.idempotency_wait is None else self.idempotency_wait
-        return Guard(scope=self.idempotency_scope, wait=wait, store=_redirects, sender=type(self))
+        options = Options(
+            scope=self.idempotency_scope,
+            wait=wait,
+            store=lambda response: self._idempotency_valid,
+        )
+        return Guard(options, sender=type(self))

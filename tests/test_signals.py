@@ -70,7 +70,7 @@ def test_o1_conflict(received, caplog):
     caplog.set_level(logging.INFO, logger="idempotent_post")
     post("k")
     IdempotencyRecord.objects.update(
-        state="in_progress", locked_until=timezone.now() + timedelta(seconds=30)
+        state="in_progress", owner="holder", locked_until=timezone.now() + timedelta(seconds=30)
     )
     assert post("k").status_code == 409
     assert names(received) == ["conflict"]

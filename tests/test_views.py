@@ -298,7 +298,10 @@ def test_k3_get_of_the_form_creates_the_session_that_scopes_its_key(client, prod
     session_key = client.cookies["sessionid"].value
     assert session_key
     client.post("/checkout/", form.data())
-    assert IdempotencyRecord.objects.get(key=form.key).scope == f"session:{session_key}"
+    scope = IdempotencyRecord.objects.get(key=form.key).scope
+    # K5: the visitor's own id, never the session key (a credential).
+    assert scope.startswith("session:")
+    assert session_key not in scope
     # The submit kept the session, so a second submit is in the same scope.
     assert client.cookies["sessionid"].value == session_key
     assert client.post("/checkout/", form.data())["Idempotent-Replayed"] == "true"
