@@ -377,6 +377,7 @@ class Guard:
 
     def _attempt(self, request: Any, key: str) -> Attempt | Refused:
         options = self.options.resolve()
+        _refuse_request_transaction(request, records_database())
         try:
             scope = scope_for(request, options.scope)
             fingerprint = fingerprint_for(request, options.fingerprint)
@@ -738,6 +739,30 @@ def _atomic(using: str) -> Iterator[Callable[[], None]]:
         for alias in aliases:
             stack.enter_context(transaction.atomic(using=alias))
         yield rollback
+
+
+def _refuse_request_transaction(request: Any, using: str) -> None:
+    """Fail loudly where ``ATOMIC_REQUESTS`` wraps a guarded view the guard could not mark.
+
+    Inside the request's transaction nothing the guard writes commits before the view
+    ends: a duplicate cannot see the reservation, and a failure rolls back the recovery
+    points of a payment that did happen (T3). Function views and the mixins are taken
+    out by themselves; DRF's ``@api_view`` and decorated methods need one line more.
+    """
+    connection = connections[using]
+    if not connection.settings_dict.get("ATOMIC_REQUESTS") or not connection.in_atomic_block:
+        return
+    match = getattr(getattr(request, "_request", request), "resolver_match", None)
+    view = getattr(match, "func", None)
+    if view is None or using in getattr(view, "_non_atomic_requests", set()):
+        return
+    raise ImproperlyConfigured(
+        f"ATOMIC_REQUESTS wraps the guarded view {request.path!r} in a transaction the "
+        "guard cannot commit. Take the view out of it: put @transaction.non_atomic_requests "
+        "above @api_view, or on a class-based view decorate its dispatch with "
+        '@method_decorator(transaction.non_atomic_requests, name="dispatch"), or use '
+        "idempotent_post.drf.IdempotentMixin, which does it (T3)."
+    )
 
 
 def _savepoint(using: str) -> Any:
