@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 from urllib.parse import urlencode
 
 import pytest
@@ -14,6 +16,7 @@ from django.http import HttpRequest, JsonResponse
 from django.test import Client, RequestFactory
 from rest_framework.test import APIClient
 
+from demo_project.shop.models import Order, Product
 from idempotent_post import fingerprint, idempotent
 from idempotent_post.fingerprint import fingerprint_for
 from idempotent_post.models import IdempotencyRecord
@@ -370,3 +373,214 @@ def test_f3_unknown_fingerprint_setting_fails_loudly_over_http(settings):
     with pytest.raises(ImproperlyConfigured):
         post(Client())
     assert Widget.objects.count() == 0
+
+
+# F4: requests a view can tell apart have different fingerprints.
+
+
+def raw_form_fp(rf, body, path="/t/plain/"):
+    return fingerprint.default(rf.post(path, body, content_type=FORM))
+
+
+def test_F4_repeated_form_field_keeps_its_order(rf):
+    assert raw_form_fp(rf, b"item=a&item=b") != raw_form_fp(rf, b"item=b&item=a")
+    # The order across different names does not matter: request.POST cannot show it.
+    assert raw_form_fp(rf, b"item=a&x=1&item=b") == raw_form_fp(rf, b"x=1&item=a&item=b")
+    assert raw_form_fp(rf, b"a=1&b=2") == raw_form_fp(rf, b"b=2&a=1")
+
+
+def test_F4_form_spellings_the_view_cannot_tell_apart_are_alike(rf):
+    # request.POST decodes "+" and percent-escapes and reads "a" as "a=".
+    assert raw_form_fp(rf, b"name=a+b&x") == raw_form_fp(rf, b"name=a%20b&x=")
+    assert raw_form_fp(rf, b"name=%41") == raw_form_fp(rf, b"name=A")
+    assert raw_form_fp(rf, b"a=1&&b=2") == raw_form_fp(rf, b"a=1&b=2")
+
+
+@pytest.mark.django_db
+def test_F4_repeated_form_field_in_other_order_is_a_mismatch(client):
+    first = post(client, body=b"item=a&item=b", content_type=FORM)
+    assert first.status_code == 201
+    assert_mismatch(post(client, body=b"item=b&item=a", content_type=FORM))
+    assert post(client, body=b"item=a&item=b", content_type=FORM)["Idempotent-Replayed"] == "true"
+    assert Widget.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("one", "two"),
+    [
+        ("0.1", "0.1000000000000000055511151231257827"),
+        ("0.1", "0.10000000000000001"),
+        ("1e400", "2e400"),
+        ("1E400", "1e401"),
+        ("1", "1.0"),
+        ("1", "1e0"),
+        ("0.0", "-0.0"),
+        ("1", '"1"'),
+        ("1.5", '"1.5"'),
+        ("1e400", "Infinity"),
+        ("NaN", '"NaN"'),
+        ("9" * 5000, "9" * 4999 + "8"),
+        ("0." + "0" * 5000 + "1", "0." + "0" * 5000 + "2"),
+    ],
+)
+def test_F4_json_numbers_compare_by_exact_value(rf, one, two):
+    assert json_fp(rf, f'{{"n": {one}}}'.encode()) != json_fp(rf, f'{{"n": {two}}}'.encode())
+    assert json_fp(rf, f"[{one}]".encode()) != json_fp(rf, f"[{two}]".encode())
+
+
+@pytest.mark.parametrize(
+    ("one", "two"),
+    [
+        ("1.0", "1.00"),
+        ("1.5", "15e-1"),
+        ("100.0", "1E2"),
+        ("0.0", "0e7"),
+        ("-0.0", "-0E-3"),
+        ("0", "-0"),
+        ("1e400", "10e399"),
+    ],
+)
+def test_F4_json_numbers_of_equal_value_and_type_are_alike(rf, one, two):
+    assert json_fp(rf, f'{{"n": {one}}}'.encode()) == json_fp(rf, f'{{"n": {two}}}'.encode())
+
+
+def test_F4_json_key_order_and_whitespace_still_do_not_matter(rf):
+    big = "9" * 5000
+    one = f'{{"a": 0.1000000000000000055511151231257827, "b": [1, 2.50, {big}], "c": 1e400}}'
+    two = f'{{ "c":1E+400 ,"b":[ 1,2.5,{big}] ,\n"a":0.1000000000000000055511151231257827 }}'
+    assert json_fp(rf, one.encode()) == json_fp(rf, two.encode())
+
+
+def test_F4_json_repeated_keys_keep_their_order(rf):
+    # json.loads keeps the last value: the view sees 2 in one and 1 in the other.
+    assert json_fp(rf, b'{"a": 1, "a": 2}') != json_fp(rf, b'{"a": 2, "a": 1}')
+    assert json_fp(rf, b'{"a": 1, "b": 0, "a": 2}') == json_fp(rf, b'{"b": 0, "a": 1, "a": 2}')
+
+
+def test_F4_json_structure_is_unambiguous(rf):
+    assert json_fp(rf, b'{"a": {}}') != json_fp(rf, b'{"a": []}')
+    assert json_fp(rf, b'[["a", 1]]') != json_fp(rf, b'{"a": 1}')
+    assert json_fp(rf, b"[[1], 2]") != json_fp(rf, b"[[1, 2]]")
+    assert json_fp(rf, b'{"a": null}') != json_fp(rf, b'{"a": "null"}')
+    assert json_fp(rf, b'{"a": true}') != json_fp(rf, b'{"a": 1}')
+
+
+def test_F4_json_canonical_up_to_max_depth_then_bytes(rf):
+    def nested(depth, inner):
+        return ('{"a": ' * (depth - 1) + inner + "}" * (depth - 1)).encode()
+
+    depth = fingerprint.MAX_JSON_DEPTH
+    assert json_fp(rf, nested(depth, '{"x": 1, "y": 2}')) == json_fp(
+        rf, nested(depth, '{"y":2,"x":1}')
+    )
+    # One level deeper, the bytes are the fingerprint, the same way on every retry.
+    deeper = nested(depth + 1, '{"x": 1, "y": 2}')
+    assert json_fp(rf, deeper) == json_fp(rf, deeper)
+    assert json_fp(rf, deeper) != json_fp(rf, nested(depth + 1, '{"y":2,"x":1}'))
+
+
+@pytest.mark.django_db
+def test_F4_json_number_spelled_more_exactly_is_a_mismatch(client):
+    assert post(client, body=b'{"name": "w", "amount": 0.1}').status_code == 201
+    assert_mismatch(post(client, body=b'{"name": "w", "amount": 0.10000000000000001}'))
+    assert_mismatch(post(client, body=b'{"name": "w", "amount": 1}'))
+    replay = post(client, body=b'{"amount": 0.10, "name": "w"}')
+    assert replay["Idempotent-Replayed"] == "true"
+    assert Widget.objects.count() == 1
+
+
+# E2 and F2: any bytes in a body fingerprint without an error.
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"email=jos%C3%A9%40example.com",
+        "email=josé@example.com".encode(),
+        "email=josé@example.com".encode("latin-1"),
+        b"name=%FF%FE&%E9=1",
+        b"\xff\xfe=\x00\x80",
+        "name=😀&name=%F0%9F%98%80".encode(),
+    ],
+)
+def test_E2_non_ascii_form_body_fingerprints(rf, body):
+    assert raw_form_fp(rf, body) == raw_form_fp(rf, body)
+
+
+def test_E2_form_values_compare_by_their_bytes(rf):
+    assert raw_form_fp(rf, "name=José".encode()) == raw_form_fp(rf, b"name=Jos%C3%A9")
+    assert raw_form_fp(rf, b"name=Jos%C3%A9") != raw_form_fp(rf, b"name=Jos%E9")
+    # Not UTF-8: the view sees U+FFFD for both, but the bytes still tell them apart.
+    assert raw_form_fp(rf, b"name=%FF") != raw_form_fp(rf, b"name=%FE")
+    assert raw_form_fp(rf, b"name=\xff") == raw_form_fp(rf, b"name=%FF")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "body", [b"name=Jos%C3%A9", "name=José".encode(), b"name=%FF", b"name=\xe9"]
+)
+def test_E2_non_ascii_form_post_is_not_500(client, body):
+    first = post(client, body=body, content_type=FORM)
+    assert first.status_code == 201
+    again = post(client, body=body, content_type=FORM)
+    assert again["Idempotent-Replayed"] == "true"
+    assert Widget.objects.count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("body", [b"name=Jos%C3%A9", b"name=%E9t%E9"])
+def test_E2_non_ascii_form_post_to_drf_view_is_not_500(body):
+    api = APIClient(raise_request_exception=False)
+    headers = {"Idempotency-Key": "k"}
+    first = api.post("/t/drf/", body, content_type=FORM, headers=headers)
+    assert first.status_code == 201
+    again = api.post("/t/drf/", body, content_type=FORM, headers=headers)
+    assert again["Idempotent-Replayed"] == "true"
+    assert Widget.objects.count() == 1
+
+
+def checkout(client, email):
+    from django.core.management import call_command
+
+    call_command("seed_demo", stdout=io.StringIO())
+    page = client.get("/checkout/").content.decode()
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', page).group(1)
+    fields = {"product": Product.objects.first().pk, "quantity": 1, "email": email}
+    body = urlencode({**fields, "idempotency_key": key})
+    return client.post("/checkout/", body, content_type=FORM), body
+
+
+@pytest.mark.django_db
+def test_E2_checkout_with_accented_email_is_not_500(client):
+    response, _ = checkout(client, "josé@example.com")
+    # Django's EmailValidator wants an ASCII local part: a form error, not a crash.
+    assert response.status_code == 200
+    assert "email" in response.context["form"].errors
+    assert not Order.objects.exists()
+
+
+@pytest.mark.django_db
+def test_E2_checkout_with_accented_domain_places_one_order(client):
+    first, body = checkout(client, "jose@exämple.com")
+    assert first.status_code == 303
+    again = client.post("/checkout/", body, content_type=FORM)
+    assert again.status_code == 303
+    assert again["Location"] == first["Location"]
+    assert Order.objects.get().email == "jose@exämple.com"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"name": "\xff"}',
+        '{"name": "José"}'.encode(),
+        '{"name": "José"}'.encode("utf-16"),
+        '{"name": "José"}'.encode("latin-1"),
+        b'{"name": "\\ud800"}',
+        b"\xef\xbb\xbf{}",
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"a": ' * 150 + b"1e400" + b"}" * 150,
+    ],
+)
+def test_E2_odd_json_body_fingerprints(rf, body):
+    assert json_fp(rf, body) == json_fp(rf, body)
