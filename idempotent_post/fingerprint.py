@@ -21,6 +21,11 @@ same request that no view sees differently (key order, whitespace) do:
   chunks, never reading the upload whole (F2). The CSRF token and the form key do not
   count here either.
 - Any other body by its bytes.
+
+On a DRF view whose permission, throttle or parser read the request stream before the
+guard ran, the raw body cannot be read any more (E4): the fingerprint then covers what
+DRF parsed (``request.data``), canonically in the same way as JSON. Which of the two a
+request gets depends on the view, not on the request, so retries agree.
 """
 
 from __future__ import annotations
@@ -261,6 +266,11 @@ def _update_multipart(digest: Any, request: Any) -> None:
             upload.seek(0)
 
 
+def _update_parsed(digest: Any, request: Any) -> None:
+    """E4: what DRF parsed, for a body that something read before the guard."""
+    digest.update(b"parsed\n" + _canonical(request.data, _ignored_fields()))
+
+
 def default(request: Any) -> str:
     """SHA-256 over method, full path and canonical body."""
     digest = hashlib.sha256()
@@ -270,7 +280,16 @@ def default(request: Any) -> str:
     if content_type == "multipart/form-data":
         _update_multipart(digest, request)
         return digest.hexdigest()
-    body = _django_request(request).body
+    try:
+        body = _django_request(request).body
+    except RawPostDataException:
+        # A DRF request whose stream a permission, throttle or parser read first: only
+        # DRF still has the body, parsed. A Django request read by someone else has
+        # nothing left to fingerprint, and guessing could replay another request.
+        if request is _django_request(request):
+            raise
+        _update_parsed(digest, request)
+        return digest.hexdigest()
     if content_type == "application/json" or content_type.endswith("+json"):
         _update_json(digest, body)
     elif content_type == "application/x-www-form-urlencoded":

@@ -24,3 +24,4 @@ urlpatterns = [
     # The demo shop, for the M tests and the browser tests.
     path("", include("demo_project.urls")),
 ]
+urlpatterns += [path("t/drf-reads-data/", views.drf_reads_data_create)]

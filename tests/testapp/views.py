@@ -170,3 +170,42 @@ class MixinWidgetViewSet(IdempotentMixin, viewsets.ModelViewSet):
 @transaction.non_atomic_requests
 def unguarded(request):
     return HttpResponse("ok")
+
+
+# E4: a DRF view whose permission reads the request stream before the guard runs.
+from rest_framework.decorators import parser_classes, permission_classes  # noqa: E402
+from rest_framework.parsers import BaseParser, FormParser, JSONParser, MultiPartParser  # noqa: E402
+from rest_framework.permissions import BasePermission  # noqa: E402
+
+
+class ReadsDataPermission(BasePermission):
+    """E4: a permission that reads ``request.data`` before the guard runs."""
+
+    def has_permission(self, request, view):
+        # As a permission that checks an owner named in the body would.
+        return request.data is not None
+
+
+class PlainTextParser(BaseParser):
+    """Reads the stream itself: recent DRF buffers the body for its JSON and form parsers only."""
+
+    media_type = "text/plain"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return stream.read().decode("utf-8", "replace")
+
+
+@api_view(["POST"])
+@parser_classes([JSONParser, FormParser, MultiPartParser, PlainTextParser])
+@permission_classes([ReadsDataPermission])
+@idempotent(required=True)
+def drf_reads_data_create(request):
+    upload = request.FILES.get("file")
+    if upload:
+        name = f"upload-{upload.size}"
+    elif hasattr(request.data, "get"):
+        name = str(request.data.get("name", "drf"))
+    else:
+        name = str(request.data)
+    widget = Widget.objects.create(name=name)
+    return Response({"id": widget.pk, "name": widget.name}, status=status.HTTP_201_CREATED)
