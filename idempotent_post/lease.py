@@ -7,8 +7,8 @@ of its length. A holder that dies (a killed process) stops renewing, and its lea
 runs out. A renewal that finds the key taken marks the holder as having lost it; the
 holder's commit is fenced by its owner token anyway (S9).
 
-The thread has database connections of its own; most views finish before their first
-renewal is due, so most requests cost no more than a dictionary entry.
+The thread has database connections of its own, closed whenever no lease is held; most
+views finish before their first renewal is due, so they cost no more than a heap entry.
 """
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ class Heartbeat:
                 while self._due and self._due[0][2].stopped:
                     heapq.heappop(self._due)
                 if not self._due:
+                    # Idle: hold no database connection open while nothing is running.
+                    connections.close_all()
                     self._wake.wait()
                     continue
                 due, _, renewal = self._due[0]
