@@ -9,6 +9,7 @@
 #   VENV         virtualenv directory                               (.venv)
 #   EXTRAS       extras installed into it                           (test,lint)
 #   PIP_EXTRA    further requirements, space separated, no quotes  e.g. PIP_EXTRA='django>=6,<7'
+#   CONSTRAINTS  pip constraints file for the install and the build  e.g. .ci/constraints-lowest.txt
 #   PYTEST_ARGS  arguments for pytest                               e.g. PYTEST_ARGS='-m "not browser"'
 #   PORT         port of the demo server                            (8000)
 
@@ -16,6 +17,7 @@ PYTHON ?= python3
 VENV ?= .venv
 EXTRAS ?= test,lint
 PIP_EXTRA ?=
+CONSTRAINTS ?=
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 PORT ?= 8000
@@ -25,9 +27,13 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 MYSQL_STAMP := $(VENV)/.installed-mysql
 
+# The constraints pin the package's build backend too (pip's --build-constraint).
+PIP_CONSTRAINTS := $(if $(CONSTRAINTS),-c '$(CONSTRAINTS)' --build-constraint '$(CONSTRAINTS)')
+
 # The stamp records what was installed, so the virtualenv is reinstalled when pyproject.toml
-# changes or when it is asked for other extras or requirements than last time.
-INSTALL_SPEC := $(strip $(EXTRAS) $(PIP_EXTRA))
+# or the constraints file changes, or when it is asked for other extras, requirements or
+# constraints than last time.
+INSTALL_SPEC := $(strip $(EXTRAS) $(PIP_EXTRA) $(if $(CONSTRAINTS),-c $(CONSTRAINTS)))
 ifneq ($(file <$(STAMP)),$(INSTALL_SPEC))
 STAMP_FORCE := FORCE
 endif
@@ -42,20 +48,20 @@ help:
 	@echo "make bench   run benchmarks/run.py"
 	@echo "make venv    create $(VENV) with the extras [$(EXTRAS)]; make venv-mysql adds [mysql]"
 
-# The .gitignore inside keeps any virtualenv name (.venv-dj6 too) out of git, as Python 3.13's
+# The .gitignore inside keeps any virtualenv name (.venv-dj6, .venv-lowest too) out of git, as Python 3.13's
 # venv does by itself.
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	@printf '*\n' > $(VENV)/.gitignore
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml $(STAMP_FORCE) | $(PY)
-	$(PY) -m pip install $(strip $(foreach req,$(PIP_EXTRA),'$(req)') -e '.[$(EXTRAS)]')
+$(STAMP): pyproject.toml $(CONSTRAINTS) $(STAMP_FORCE) | $(PY)
+	$(PY) -m pip install $(strip $(PIP_CONSTRAINTS) $(foreach req,$(PIP_EXTRA),'$(req)') -e '.[$(EXTRAS)]')
 	@printf '%s\n' '$(INSTALL_SPEC)' > $@
 
 # mysqlclient compiles against libmariadb: needs `apt-get install libmariadb-dev pkg-config`.
 $(MYSQL_STAMP): pyproject.toml $(STAMP)
-	$(PY) -m pip install -e '.[mysql]'
+	$(PY) -m pip install $(strip $(PIP_CONSTRAINTS) -e '.[mysql]')
 	@touch $@
 
 .PHONY: venv venv-mysql
