@@ -25,5 +25,8 @@ class Migration(migrations.Migration):
             name="body_file",
             field=models.CharField(blank=True, max_length=255),
         ),
-        migrations.RunPython(binary_collation, migrations.RunPython.noop, elidable=False),
+        # MySQL cannot run DDL inside a transaction.
+        migrations.RunPython(
+            binary_collation, migrations.RunPython.noop, atomic=False, elidable=False
+        ),
     ]
