@@ -9,10 +9,11 @@ from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
-from idempotent_post.conf import DEFAULTS, PREFIX, conf
+from idempotent_post.conf import conf
 from idempotent_post.fingerprint import FINGERPRINT_ALIASES
 from idempotent_post.keys import SCOPE_ALIASES, resolve_callable
 
+PREFIX = "IDEMPOTENT_POST_"
 SHARED_CACHE_BACKENDS = ("django_redis.cache.RedisCache",)
 
 _POSITIVE = ("LEASE", "TTL")
@@ -93,7 +94,9 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             errors.append(_error(8, f"{PREFIX}{name} must be a whole number, {low} or more."))
 
-    headers = getattr(settings, PREFIX + "REPLAY_HEADERS", DEFAULTS["REPLAY_HEADERS"])
+    # The raw setting: the property makes a tuple of it, which would split a lone string.
+    name = PREFIX + "REPLAY_HEADERS"
+    headers = getattr(settings, name) if hasattr(settings, name) else conf.REPLAY_HEADERS
     if isinstance(headers, str) or not all(isinstance(header, str) for header in headers):
         errors.append(_error(9, f"{PREFIX}REPLAY_HEADERS must be a list of header names."))
     elif any(header.lower() in ("set-cookie", "authorization") for header in headers):

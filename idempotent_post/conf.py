@@ -1,7 +1,8 @@
 """Settings for idempotent-post, read lazily from ``django.conf.settings``.
 
-Every setting is a flat ``IDEMPOTENT_POST_*`` name with a default here. They are read
-on each access, so ``override_settings`` in tests takes effect at once.
+Every setting is a flat ``IDEMPOTENT_POST_*`` name with its default in the property that
+reads it (D4). They are read on each access, so ``override_settings`` in tests takes
+effect at once.
 """
 
 from __future__ import annotations
@@ -10,172 +11,146 @@ from typing import Any
 
 from django.conf import settings
 
-PREFIX = "IDEMPOTENT_POST_"
-
-DEFAULTS: dict[str, Any] = {
-    # K1: the request header that carries the key.
-    "HEADER": "Idempotency-Key",
-    # K2: the longest accepted key.
-    "KEY_MAX_LENGTH": 255,
-    # K4: refuse POSTs without a key on every guarded view.
-    "REQUIRED": False,
-    # K3: who a key belongs to: an alias, a dotted path or a callable.
-    "SCOPE": "user_or_session",
-    # F3: how a request is fingerprinted: an alias, a dotted path or a callable.
-    "FINGERPRINT": "default",
-    # S5: seconds an in-progress reservation is held before a retry may take over.
-    "LEASE": 30.0,
-    # S7: seconds a completed record is kept.
-    "TTL": 24 * 60 * 60.0,
-    # S3: seconds a duplicate waits for the first to finish (0: answer 409 at once).
-    "WAIT": 0.0,
-    # G4: the same, for the form mixin.
-    "FORM_WAIT": 5.0,
-    # T1: run the view and store its outcome in one transaction.
-    "ATOMIC": True,
-    # S6: store 5xx responses too (Stripe does).
-    "STORE_SERVER_ERRORS": False,
-    # P1: answer a replayed 201 with 200.
-    "REPLAY_CREATED_AS_OK": False,
-    # P2: the response headers that are stored and replayed (case-insensitive).
-    "REPLAY_HEADERS": (
-        "Content-Type",
-        "Content-Language",
-        "Content-Disposition",
-        "Content-Location",
-        "Location",
-        "ETag",
-        "Last-Modified",
-        "Link",
-        "Cache-Control",
-        "Expires",
-    ),
-    # P3: the largest response body that is stored, in bytes.
-    "MAX_RESPONSE_SIZE": 1024 * 1024,
-    # P3: the alias, in Django's STORAGES, of the storage that keeps larger bodies.
-    "RESPONSE_STORAGE": "default",
-    # P3: the largest response body kept in that storage, in bytes (0: none is).
-    "MAX_STORED_FILE_SIZE": 100 * 1024 * 1024,
-    # L2: "database" or "cache".
-    "LOCK_BACKEND": "database",
-    # L2: the cache alias (django-redis) of the cache lock backend.
-    "CACHE": "default",
-    # L3: when the cache fails, use the database lock (True) or answer 503 (False).
-    "CACHE_FALLBACK": True,
-    # L1: the database alias that holds the records (None: the router decides).
-    "DATABASE": None,
-    # G3: the name of the hidden form field.
-    "FORM_FIELD": "idempotency_key",
-    # O2: seconds within which the same unkeyed POST counts as a suspected double submit.
-    "DOUBLE_SUBMIT_WINDOW": 0.5,
-    # O3: the request header that tells how many times a client has retried.
-    "RETRY_COUNT_HEADER": "X-Retry-Count",
-    # O5: rows deleted per batch by the purge command.
-    "PURGE_BATCH_SIZE": 1000,
-}
-
 
 class Settings:
     """Typed, lazy access to the ``IDEMPOTENT_POST_*`` settings."""
 
-    def _get(self, name: str) -> Any:
-        return getattr(settings, PREFIX + name, DEFAULTS[name])
-
     @property
     def HEADER(self) -> str:
-        return self._get("HEADER")
+        """K1: the request header that carries the key."""
+        return getattr(settings, "IDEMPOTENT_POST_HEADER", "Idempotency-Key")
 
     @property
     def KEY_MAX_LENGTH(self) -> int:
-        return self._get("KEY_MAX_LENGTH")
+        """K2: the longest accepted key."""
+        return getattr(settings, "IDEMPOTENT_POST_KEY_MAX_LENGTH", 255)
 
     @property
     def REQUIRED(self) -> bool:
-        return self._get("REQUIRED")
+        """K4: refuse POSTs without a key on every guarded view."""
+        return getattr(settings, "IDEMPOTENT_POST_REQUIRED", False)
 
     @property
     def SCOPE(self) -> Any:
-        return self._get("SCOPE")
+        """K3: who a key belongs to: an alias, a dotted path or a callable."""
+        return getattr(settings, "IDEMPOTENT_POST_SCOPE", "user_or_session")
 
     @property
     def FINGERPRINT(self) -> Any:
-        return self._get("FINGERPRINT")
+        """F3: how a request is fingerprinted: an alias, a dotted path or a callable."""
+        return getattr(settings, "IDEMPOTENT_POST_FINGERPRINT", "default")
 
     @property
     def LEASE(self) -> float:
-        return self._get("LEASE")
+        """S5: seconds an in-progress reservation is held before a retry may take over."""
+        return getattr(settings, "IDEMPOTENT_POST_LEASE", 30.0)
 
     @property
     def TTL(self) -> float:
-        return self._get("TTL")
+        """S7: seconds a completed record is kept."""
+        return getattr(settings, "IDEMPOTENT_POST_TTL", 24 * 60 * 60.0)
 
     @property
     def WAIT(self) -> float:
-        return self._get("WAIT")
+        """S3: seconds a duplicate waits for the first to finish (0: answer 409 at once)."""
+        return getattr(settings, "IDEMPOTENT_POST_WAIT", 0.0)
 
     @property
     def FORM_WAIT(self) -> float:
-        return self._get("FORM_WAIT")
+        """G4: the same, for the form mixin."""
+        return getattr(settings, "IDEMPOTENT_POST_FORM_WAIT", 5.0)
 
     @property
     def ATOMIC(self) -> bool:
-        return self._get("ATOMIC")
+        """T1: run the view and store its outcome in one transaction."""
+        return getattr(settings, "IDEMPOTENT_POST_ATOMIC", True)
 
     @property
     def STORE_SERVER_ERRORS(self) -> bool:
-        return self._get("STORE_SERVER_ERRORS")
+        """S6: store 5xx responses too (Stripe does)."""
+        return getattr(settings, "IDEMPOTENT_POST_STORE_SERVER_ERRORS", False)
 
     @property
     def REPLAY_CREATED_AS_OK(self) -> bool:
-        return self._get("REPLAY_CREATED_AS_OK")
+        """P1: answer a replayed 201 with 200."""
+        return getattr(settings, "IDEMPOTENT_POST_REPLAY_CREATED_AS_OK", False)
 
     @property
     def REPLAY_HEADERS(self) -> tuple[str, ...]:
-        return tuple(self._get("REPLAY_HEADERS"))
+        """P2: the response headers that are stored and replayed (case-insensitive)."""
+        return tuple(
+            getattr(
+                settings,
+                "IDEMPOTENT_POST_REPLAY_HEADERS",
+                (
+                    "Content-Type",
+                    "Content-Language",
+                    "Content-Disposition",
+                    "Content-Location",
+                    "Location",
+                    "ETag",
+                    "Last-Modified",
+                    "Link",
+                    "Cache-Control",
+                    "Expires",
+                ),
+            )
+        )
 
     @property
     def MAX_RESPONSE_SIZE(self) -> int:
-        return self._get("MAX_RESPONSE_SIZE")
+        """P3: the largest response body that is stored, in bytes."""
+        return getattr(settings, "IDEMPOTENT_POST_MAX_RESPONSE_SIZE", 1024 * 1024)
 
     @property
     def RESPONSE_STORAGE(self) -> str:
-        return self._get("RESPONSE_STORAGE")
+        """P3: the alias, in Django's STORAGES, of the storage that keeps larger bodies."""
+        return getattr(settings, "IDEMPOTENT_POST_RESPONSE_STORAGE", "default")
 
     @property
     def MAX_STORED_FILE_SIZE(self) -> int:
-        return self._get("MAX_STORED_FILE_SIZE")
+        """P3: the largest response body kept in that storage, in bytes (0: none is)."""
+        return getattr(settings, "IDEMPOTENT_POST_MAX_STORED_FILE_SIZE", 100 * 1024 * 1024)
 
     @property
     def LOCK_BACKEND(self) -> str:
-        return self._get("LOCK_BACKEND")
+        """L2: "database" or "cache"."""
+        return getattr(settings, "IDEMPOTENT_POST_LOCK_BACKEND", "database")
 
     @property
     def CACHE(self) -> str:
-        return self._get("CACHE")
+        """L2: the cache alias (django-redis) of the cache lock backend."""
+        return getattr(settings, "IDEMPOTENT_POST_CACHE", "default")
 
     @property
     def CACHE_FALLBACK(self) -> bool:
-        return self._get("CACHE_FALLBACK")
+        """L3: when the cache fails, use the database lock (True) or answer 503 (False)."""
+        return getattr(settings, "IDEMPOTENT_POST_CACHE_FALLBACK", True)
 
     @property
     def DATABASE(self) -> str | None:
-        return self._get("DATABASE")
+        """L1: the database alias that holds the records (None: the router decides)."""
+        return getattr(settings, "IDEMPOTENT_POST_DATABASE", None)
 
     @property
     def FORM_FIELD(self) -> str:
-        return self._get("FORM_FIELD")
+        """G3: the name of the hidden form field."""
+        return getattr(settings, "IDEMPOTENT_POST_FORM_FIELD", "idempotency_key")
 
     @property
     def DOUBLE_SUBMIT_WINDOW(self) -> float:
-        return self._get("DOUBLE_SUBMIT_WINDOW")
+        """O2: seconds within which the same unkeyed POST is a suspected double submit."""
+        return getattr(settings, "IDEMPOTENT_POST_DOUBLE_SUBMIT_WINDOW", 0.5)
 
     @property
     def RETRY_COUNT_HEADER(self) -> str:
-        return self._get("RETRY_COUNT_HEADER")
+        """O3: the request header that tells how many times a client has retried."""
+        return getattr(settings, "IDEMPOTENT_POST_RETRY_COUNT_HEADER", "X-Retry-Count")
 
     @property
     def PURGE_BATCH_SIZE(self) -> int:
-        return self._get("PURGE_BATCH_SIZE")
+        """O5: rows deleted per batch by the purge command."""
+        return getattr(settings, "IDEMPOTENT_POST_PURGE_BATCH_SIZE", 1000)
 
 
 conf = Settings()

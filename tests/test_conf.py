@@ -1,0 +1,78 @@
+"""Settings (D4): one namespace, read lazily, each with its default and documented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from idempotent_post.conf import Settings, conf
+
+NAMES = sorted(name for name, value in vars(Settings).items() if isinstance(value, property))
+
+# Pinned here so that a changed default is a deliberate change to this test too.
+DEFAULTS = {
+    "HEADER": "Idempotency-Key",
+    "KEY_MAX_LENGTH": 255,
+    "REQUIRED": False,
+    "SCOPE": "user_or_session",
+    "FINGERPRINT": "default",
+    "LEASE": 30.0,
+    "TTL": 86400.0,
+    "WAIT": 0.0,
+    "FORM_WAIT": 5.0,
+    "ATOMIC": True,
+    "STORE_SERVER_ERRORS": False,
+    "REPLAY_CREATED_AS_OK": False,
+    "REPLAY_HEADERS": (
+        "Content-Type",
+        "Content-Language",
+        "Content-Disposition",
+        "Content-Location",
+        "Location",
+        "ETag",
+        "Last-Modified",
+        "Link",
+        "Cache-Control",
+        "Expires",
+    ),
+    "MAX_RESPONSE_SIZE": 1048576,
+    "RESPONSE_STORAGE": "default",
+    "MAX_STORED_FILE_SIZE": 104857600,
+    "LOCK_BACKEND": "database",
+    "CACHE": "default",
+    "CACHE_FALLBACK": True,
+    "DATABASE": None,
+    "FORM_FIELD": "idempotency_key",
+    "DOUBLE_SUBMIT_WINDOW": 0.5,
+    "RETRY_COUNT_HEADER": "X-Retry-Count",
+    "PURGE_BATCH_SIZE": 1000,
+}
+
+
+def test_D4_every_setting_has_a_property():
+    assert sorted(DEFAULTS) == NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_D4_defaults(settings, name):
+    # The test settings set some of them: read the default with the setting gone.
+    if hasattr(settings, f"IDEMPOTENT_POST_{name}"):
+        delattr(settings, f"IDEMPOTENT_POST_{name}")
+    value = getattr(conf, name)
+    assert value == DEFAULTS[name]
+    assert type(value) is type(DEFAULTS[name])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_D4_settings_are_read_lazily(settings, name):
+    """Each read sees the settings as they are now, so override_settings applies at once."""
+    setattr(settings, f"IDEMPOTENT_POST_{name}", ["changed"])
+    expected = ("changed",) if name == "REPLAY_HEADERS" else ["changed"]
+    assert getattr(conf, name) == expected
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_D4_every_setting_documented(name):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert f"| `IDEMPOTENT_POST_{name}` |" in readme
