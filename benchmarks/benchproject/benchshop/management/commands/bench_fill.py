@@ -26,7 +26,7 @@ BODY = (
 INSERT = """
 INSERT INTO {table} (
     scope, key, state, fingerprint, method, path, owner, locked_until, attempts,
-    retry_count, status_code, response_headers, response_body, body_stored,
+    retry_count, status_code, response_headers, response_body, body_stored, body_file,
     recovery_points, created_at, completed_at, expires_at
 )
 SELECT
@@ -44,6 +44,7 @@ SELECT
     '[["Content-Type", "application/json"], ["Location", "/orders/1234567/"]]'::jsonb,
     %(body)s,
     true,
+    '',
     '{{}}'::jsonb,
     now() - interval '1 minute',
     now() - interval '1 minute',
