@@ -1,8 +1,8 @@
 """The HTTP side of the benchmark: clients that post orders and uploads, standard library only.
 
-Each client is a process of its own (run.py hands ``run_client`` to a process pool), so the
-clients do not share a GIL with each other or with run.py. A request opens its own
-connection: gunicorn's sync workers close the connection after every response anyway.
+Each client is a process of its own (``Bench.measure`` hands ``run_client`` to a process
+pool), so the clients do not share a GIL with each other or with run.py. A request opens its
+own connection: gunicorn's sync workers close the connection after every response anyway.
 """
 
 from __future__ import annotations
