@@ -103,3 +103,10 @@ STATIC_URL = "/static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Keep tests deterministic: double-submit detection is tested on its own.
 IDEMPOTENT_POST_DOUBLE_SUBMIT_WINDOW = 0
+
+# T4: a second alias on the same server, for the tests that keep the records apart from
+# the view's writes (IDEMPOTENT_POST_DATABASE = "records"); no other test uses it.
+DATABASES["records"] = {
+    **{name: value for name, value in DATABASES["default"].items() if name != "TEST"},
+    "TEST": {"NAME": DATABASES["default"]["TEST"]["NAME"] + "_records"},
+}
