@@ -93,6 +93,10 @@ class Settings:
                     "Link",
                     "Cache-Control",
                     "Expires",
+                    # htmx: where a replayed 204 leads (G4 with htmx forms).
+                    "HX-Redirect",
+                    "HX-Location",
+                    "HX-Refresh",
                 ),
             )
         )

@@ -56,7 +56,7 @@ class PostRedirectGetMixin:
     processing_template_name = "idempotent_post/processing.html"
 
     request: HttpRequest
-    #: Set by form_valid: what it answered is the outcome to keep (S10).
+    #: Whether form_valid answered this POST: then its answer is kept (S10).
     _idempotency_valid = False
 
     @classmethod
@@ -89,7 +89,7 @@ class PostRedirectGetMixin:
             key = parse_key(value)
         except InvalidKey as error:
             return problem_response(INVALID_KEY, str(error))
-        self._idempotency_valid = False
+        self._follow_validity()
         outcome = self._guard().run(
             request,
             key,
@@ -110,8 +110,6 @@ class PostRedirectGetMixin:
 
     def form_valid(self, form: Any) -> HttpResponseBase:
         response = super().form_valid(form)  # type: ignore[misc]
-        # Whatever a valid form answers is its outcome: a 303, or a 200 "thank you" page.
-        self._idempotency_valid = True
         if isinstance(response, HttpResponseRedirectBase) and response.status_code == 302:
             return HttpResponseSeeOther(response["Location"])
         return response
@@ -120,6 +118,27 @@ class PostRedirectGetMixin:
         response = super().form_invalid(form)  # type: ignore[misc]
         response.status_code = self.invalid_status
         return response
+
+    def _follow_validity(self) -> None:
+        """Note which of ``form_valid``/``form_invalid`` answered, overridden or not (S10).
+
+        Whatever a valid form answers is the outcome to keep (a 303, a 200 thank-you page,
+        an htmx 204); an invalid form's page never is, even one that ``form_valid`` itself
+        renders through ``form_invalid`` (out of stock, say).
+        """
+        self._idempotency_valid = False
+        valid, invalid = self.form_valid, self.form_invalid
+
+        def form_valid(form: Any) -> HttpResponseBase:
+            self._idempotency_valid = True
+            return valid(form)
+
+        def form_invalid(form: Any) -> HttpResponseBase:
+            self._idempotency_valid = False
+            return invalid(form)
+
+        self.form_valid = form_valid  # type: ignore[method-assign]
+        self.form_invalid = form_invalid  # type: ignore[method-assign]
 
     def changed_response(self) -> HttpResponseBase:
         """The form again, with :attr:`changed_message`, when its key was used for other values."""

@@ -83,19 +83,8 @@ def form_data(key, name, quantity=2):
     return {"idempotency_key": key, "name": name[:50], "quantity": quantity}
 
 
-# A view's own form_valid (the usual idiom) bypasses the mixin's, which marks the form
-# valid: its page is neither kept nor replayed, and a resubmit places a second order.
-OVERRIDDEN_FORM_VALID = pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: PostRedirectGetMixin learns that a form was valid only from its own "
-    "form_valid, which a view's form_valid override does not call",
-)
-
-
 @pytest.mark.django_db
-@pytest.mark.parametrize(
-    "url", [pytest.param("/eo/thanks/", marks=OVERRIDDEN_FORM_VALID), "/eo/thanks-base/"]
-)
+@pytest.mark.parametrize("url", ["/eo/thanks/", "/eo/thanks-base/"])
 def test_S10_form_valid_200_thank_you_page_is_kept_and_replayed(client, url, name):
     key = render_form(client, url)
     first = client.post(url, form_data(key, name))
@@ -112,9 +101,7 @@ def test_S10_form_valid_200_thank_you_page_is_kept_and_replayed(client, url, nam
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(
-    "url", [pytest.param("/eo/htmx/", marks=OVERRIDDEN_FORM_VALID), "/eo/htmx-base/"]
-)
+@pytest.mark.parametrize("url", ["/eo/htmx/", "/eo/htmx-base/"])
 def test_S10_form_valid_204_hx_redirect_is_kept_and_replayed(client, url, name, settings):
     # Not replayed by default: see the next test.
     settings.IDEMPOTENT_POST_REPLAY_HEADERS = ["Content-Type", "Location", "HX-Redirect"]
@@ -132,11 +119,6 @@ def test_S10_form_valid_204_hx_redirect_is_kept_and_replayed(client, url, name, 
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    reason="HX-Redirect is not in the default IDEMPOTENT_POST_REPLAY_HEADERS: a replayed "
-    "htmx 204 comes back without the header that gives it a meaning",
-)
 def test_S10_replayed_204_carries_hx_redirect_by_default(client, name):
     url = "/eo/htmx-base/"
     key = render_form(client, url)
