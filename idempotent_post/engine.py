@@ -47,7 +47,7 @@ from django.utils import timezone
 
 from idempotent_post import signals
 from idempotent_post.conf import conf
-from idempotent_post.doublesubmit import watch, watch_unkeyed
+from idempotent_post.doublesubmit import watch_later, watch_unkeyed
 from idempotent_post.fingerprint import fingerprint_for
 from idempotent_post.keys import scope_for
 from idempotent_post.lease import Renewal, heartbeat
@@ -461,8 +461,11 @@ class Guard:
                 decision = decide(record, attempt.fingerprint, timezone.now())
                 if not isinstance(decision, Run):
                     return decision
-                renewal = heartbeat.keep(lock.renew, attempt.options.lease)
-                watch(attempt.request, attempt.scope, attempt.fingerprint, attempt.key, self.sender)
+                if lock.expires:
+                    renewal = heartbeat.keep(lock.renew, attempt.options.lease)
+                watch_later(
+                    attempt.request, attempt.scope, attempt.fingerprint, attempt.key, self.sender
+                )
                 response = _call(call_view)
                 if not attempt.options.store(response):
                     if rolls_back(response):
@@ -541,7 +544,7 @@ class Guard:
         return heartbeat.keep(renew, lease, using)
 
     def _run_durable(self, attempt: Attempt, call_view: Callable[[], HttpResponseBase]) -> Outcome:
-        watch(attempt.request, attempt.scope, attempt.fingerprint, attempt.key, self.sender)
+        watch_later(attempt.request, attempt.scope, attempt.fingerprint, attempt.key, self.sender)
         renewal = self._keep_reservation(attempt)
         try:
             if not attempt.options.atomic:

@@ -53,16 +53,18 @@ class Heartbeat:
     def keep(self, renew: Callable[[], bool], lease: float, using: str | None = None) -> Renewal:
         """Renew a lease of ``lease`` seconds until the returned renewal is stopped."""
         renewal = Renewal(renew, max(lease / 3, 0.05), using)
+        entry = (time.monotonic() + renewal.interval, next(self._order), renewal)
         with self._wake:
-            heapq.heappush(
-                self._due, (time.monotonic() + renewal.interval, next(self._order), renewal)
-            )
+            heapq.heappush(self._due, entry)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="idempotent-post-heartbeat", daemon=True
                 )
                 self._thread.start()
-            self._wake.notify()
+            if self._due[0] is entry:
+                # Only an entry due before all others needs the thread awake; most requests
+                # end long before their first renewal and never wake it.
+                self._wake.notify()
         return renewal
 
     def _run(self) -> None:

@@ -55,6 +55,9 @@ def lock_id(scope: str, key: str) -> bytes:
 class Lock:
     """The in-flight lock of one (scope, key) for one attempt."""
 
+    #: Whether it expires unless renewed (a lease): only then does a heartbeat keep it.
+    expires = False
+
     def acquire(self) -> bool:
         """Take the lock without waiting; ``False`` when another attempt holds it."""
         raise NotImplementedError
@@ -116,6 +119,8 @@ class MySQLNamedLock(Lock):
 
 class CacheLock(Lock):
     """A Redis lock through django-redis, with an expiry equal to the lease."""
+
+    expires = True
 
     def __init__(self, alias: str, ident: bytes, lease: float) -> None:
         try:
