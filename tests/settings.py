@@ -106,7 +106,5 @@ IDEMPOTENT_POST_DOUBLE_SUBMIT_WINDOW = 0
 
 # T4: a second alias on the same server, for the tests that keep the records apart from
 # the view's writes (IDEMPOTENT_POST_DATABASE = "records"); no other test uses it.
-DATABASES["records"] = {
-    **{name: value for name, value in DATABASES["default"].items() if name != "TEST"},
-    "TEST": {"NAME": DATABASES["default"]["TEST"]["NAME"] + "_records"},
-}
+DATABASES["records"] = dict(DATABASES["default"])  # type: ignore[assignment]
+DATABASES["records"]["TEST"] = {"NAME": DATABASES["default"]["TEST"]["NAME"] + "_records"}
