@@ -36,7 +36,7 @@ class RecordManager(models.Manager["IdempotencyRecord"]):
                 "read": f"SELECT {columns} FROM {table} r WHERE {where}",
                 # PostgreSQL: the function of migration 0003 takes the advisory lock, then
                 # reads in a statement of its own (a snapshot taken after the lock: S8).
-                "lock_and_read": f"SELECT * FROM {LOCK_AND_READ_FUNCTION}(%s, %s, %s)",
+                "lock_and_read": f"SELECT {columns} FROM {LOCK_AND_READ_FUNCTION}(%s, %s, %s) r",
                 "insert": (
                     f"INSERT INTO {table} ({', '.join(names)}) "
                     f"VALUES ({', '.join(['%s'] * len(fields))})"
@@ -44,10 +44,47 @@ class RecordManager(models.Manager["IdempotencyRecord"]):
             }
         return cache[using]
 
+    def _converters(self, using: str) -> tuple[list[str], list[tuple[Any, list[Any]]]]:
+        """The columns the reads select, and each one's database converters (as the ORM's)."""
+        cache: dict[str, Any] = self.__dict__.setdefault("_converter_cache", {})
+        if using not in cache:
+            connection = connections[using]
+            meta = self.model._meta
+            fields = [meta.pk, *(f for f in meta.concrete_fields if not f.primary_key)]
+            columns = [field.get_col(meta.db_table) for field in fields]  # type: ignore[union-attr]
+            cache[using] = (
+                [str(field.attname) for field in fields],  # type: ignore[union-attr]
+                [
+                    (
+                        col,
+                        [
+                            *connection.ops.get_db_converters(col),
+                            *col.get_db_converters(connection),
+                        ],
+                    )
+                    for col in columns
+                ],
+            )
+        return cache[using]  # type: ignore[no-any-return]
+
+    def _fetch(self, using: str, sql: str, params: list[Any]) -> IdempotencyRecord | None:
+        """Run a read of the hot path and build its record, without a queryset's machinery."""
+        connection = connections[using]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        names, converters = self._converters(using)
+        values = list(row)
+        for index, (col, functions) in enumerate(converters):
+            for convert in functions:
+                values[index] = convert(values[index], col, connection)
+        return self.model.from_db(using, names, values)
+
     def lookup(self, using: str, scope: str, key: str) -> IdempotencyRecord | None:
         """The record of (scope, key), or ``None``: one indexed read."""
-        rows = self.raw(self._sql(using)["read"], [scope, key]).using(using)
-        return next(iter(rows), None)
+        return self._fetch(using, self._sql(using)["read"], [scope, key])
 
     def lock_and_lookup(
         self, using: str, lock_number: int, scope: str, key: str
@@ -58,8 +95,7 @@ class RecordManager(models.Manager["IdempotencyRecord"]):
         so it sees every commit made before (S8). ``(False, None)`` when another
         transaction holds the lock.
         """
-        sql = self._sql(using)["lock_and_read"]
-        row = next(iter(self.raw(sql, [lock_number, scope, key]).using(using)), None)
+        row = self._fetch(using, self._sql(using)["lock_and_read"], [lock_number, scope, key])
         if row is not None and row.pk == NOT_LOCKED:
             return False, None
         return True, row
