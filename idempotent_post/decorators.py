@@ -24,8 +24,9 @@ from idempotent_post.engine import (
     Outcome,
     Refused,
     Replay,
+    running,
 )
-from idempotent_post.keys import InvalidKey, key_from_header
+from idempotent_post.keys import InvalidKey, key_from_header, parse_key
 from idempotent_post.responses import (
     IN_PROGRESS,
     INVALID_KEY,
@@ -108,10 +109,17 @@ def respond(guard: Guard, outcome: Outcome) -> HttpResponseBase:
     raise AssertionError(f"unexpected outcome {outcome!r}")
 
 
-def _key_or_problem(request: Any, guard: Guard) -> tuple[str | None, HttpResponseBase | None]:
-    """The request's key, or the 400 for a bad key or a missing required one (K2, K4)."""
+def _key_or_problem(
+    request: Any, guard: Guard, key_of: Callable[[Any], Any] | None
+) -> tuple[str | None, HttpResponseBase | None]:
+    """The request's key, or the 400 for a bad key or a missing required one (K2, K4, X3)."""
     try:
-        key = key_from_header(request)
+        if key_of is None:
+            key = key_from_header(request)
+        else:
+            # X3: the key from the request itself, e.g. a webhook's event id in its body.
+            found = _read_key(key_of, request)
+            key = None if found in (None, "") else parse_key(str(found))
     except InvalidKey as error:
         return None, problem_response(INVALID_KEY, str(error))
     if key is None and guard.options.resolve().required:
@@ -121,6 +129,14 @@ def _key_or_problem(request: Any, guard: Guard) -> tuple[str | None, HttpRespons
             MISSING_KEY, f"This endpoint requires the {conf.HEADER} header."
         )
     return key, None
+
+
+def _read_key(key_of: Callable[[Any], Any], request: Any) -> Any:
+    try:
+        return key_of(request)
+    except (LookupError, TypeError, ValueError, AttributeError) as error:
+        # A body without the field, or not the shape the callable expects.
+        raise InvalidKey(f"The key cannot be read from the request: {error!r}") from error
 
 
 @overload
@@ -139,6 +155,7 @@ def idempotent(
     wait: float | None = None,
     atomic: bool | None = None,
     store: Callable[[HttpResponseBase], bool] | None = None,
+    key: Callable[[Any], Any] | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -153,6 +170,7 @@ def idempotent(
     wait: float | None = None,
     atomic: bool | None = None,
     store: Callable[[HttpResponseBase], bool] | None = None,
+    key: Callable[[Any], Any] | None = None,
 ) -> Any:
     """Guard a view with the ``Idempotency-Key`` header.
 
@@ -162,13 +180,16 @@ def idempotent(
     ``wait`` seconds; the key reused for a different request gets 422. Safe methods
     (GET, HEAD, OPTIONS, TRACE) pass through. Options left ``None`` follow the
     ``IDEMPOTENT_POST_*`` settings; ``store(response) -> bool`` says which responses
-    are kept (default: 2xx-4xx but the transient 408, 409, 425, 429).
+    are kept (default: 2xx-4xx but the transient 408, 409, 425, 429). ``key(request)``
+    takes the key from the request instead of the header, e.g. a webhook's event id from
+    its body (X3); it may return ``None`` for "no key".
 
     Works on plain Django function views, on async views, on DRF ``@api_view``
     functions (placed below ``@api_view``) and on ``APIView``/``ViewSet`` methods. A
     decorated function view is taken out of ``ATOMIC_REQUESTS``: the guard runs its
     own transaction (T3).
     """
+    key_of = key
     options = Options(
         required=required,
         scope=scope,
@@ -191,12 +212,12 @@ def idempotent(
                 request = _request_of(args)
                 if request.method in SAFE_METHODS:
                     return await func(*args, **kwargs)
-                key, problem = _key_or_problem(request, guard)
+                key, problem = _key_or_problem(request, guard, key_of)
                 if problem is not None:
                     return problem
                 if key is None:
-                    guard.unkeyed(request)
-                    return await func(*args, **kwargs)
+                    with running(guard.unkeyed(request)):
+                        return await func(*args, **kwargs)
                 outcome = await guard.arun(request, key, lambda: func(*args, **kwargs))
                 return respond(guard, outcome)
 
@@ -208,12 +229,12 @@ def idempotent(
                 request = _request_of(args)
                 if request.method in SAFE_METHODS:
                     return func(*args, **kwargs)
-                key, problem = _key_or_problem(request, guard)
+                key, problem = _key_or_problem(request, guard, key_of)
                 if problem is not None:
                     return problem
                 if key is None:
-                    guard.unkeyed(request)
-                    return func(*args, **kwargs)
+                    with running(guard.unkeyed(request)):
+                        return func(*args, **kwargs)
                 outcome = guard.run(
                     request, key, lambda: _finalized(request, func(*args, **kwargs))
                 )

@@ -30,6 +30,7 @@ The engine knows Django's request and response, nothing of DRF or forms: adapter
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import secrets
 import time
@@ -44,6 +45,7 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, router, tra
 from django.http.multipartparser import MultiPartParserError
 from django.http.response import HttpResponseBase
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from idempotent_post import signals
 from idempotent_post.conf import conf
@@ -242,6 +244,19 @@ class Idempotency:
         self.key = attempt.key if attempt else None
         self.scope = attempt.scope if attempt else None
 
+    def derive(self, name: str) -> str:
+        """A key for a call to another service (X4), e.g. a payment gateway's.
+
+        The same on every retry and takeover of this (scope, key), different per
+        ``name`` and per (scope, key), and not guessable from the key alone (an HMAC
+        with the project's ``SECRET_KEY``). Without a key there is no retry to agree
+        with: each call gets a fresh random key.
+        """
+        if self.key is None:
+            return secrets.token_hex(32)
+        value = f"{self.scope}\x00{self.key}\x00{name}"
+        return salted_hmac(DERIVE_SALT, value, algorithm="sha256").hexdigest()
+
     def step(self, name: str, func: Callable[[], Any]) -> Any:
         """A recovery point (T2): run ``func`` once per key, in its own transaction.
 
@@ -269,6 +284,28 @@ class Idempotency:
         return result
 
 
+DERIVE_SALT = "idempotent_post.engine.Idempotency.derive"
+
+_current: contextvars.ContextVar[Idempotency | None] = contextvars.ContextVar(
+    "idempotent_post_current", default=None
+)
+
+
+def current() -> Idempotency | None:
+    """The running attempt's :class:`Idempotency` inside a guarded view, else ``None`` (X5)."""
+    return _current.get()
+
+
+@contextlib.contextmanager
+def running(idempotency: Idempotency) -> Iterator[None]:
+    """Make ``idempotency`` what :func:`current` returns for the duration of the block."""
+    token = _current.set(idempotency)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
 class LeaseLost(Exception):
     """This attempt's reservation belongs to another attempt now (S9)."""
 
@@ -293,10 +330,11 @@ class Guard:
 
     # Entry points.
 
-    def unkeyed(self, request: Any) -> None:
+    def unkeyed(self, request: Any) -> Idempotency:
         """Prepare a request that runs without a key (K4): no lock, no record."""
         request.idempotency = Idempotency()
         watch_unkeyed(request, self.options.scope, self.options.fingerprint, self.sender)
+        return request.idempotency  # type: ignore[no-any-return]
 
     def run(self, request: Any, key: str, call_view: Callable[[], HttpResponseBase]) -> Outcome:
         """Run ``call_view`` at most once per (scope, key), or say why not."""
@@ -305,13 +343,14 @@ class Guard:
             return attempt
         deadline = attempt.started + attempt.options.wait
         delay = 0.02
-        while True:
-            outcome = self._try(attempt, call_view)
-            if not isinstance(outcome, Busy) or time.monotonic() + delay > deadline:
-                return self._reported(attempt, outcome)
-            # Waiting for the holder to finish (S3, G4): poll with backoff.
-            time.sleep(delay)
-            delay = min(delay * 2, 0.25)
+        with running(request.idempotency):
+            while True:
+                outcome = self._try(attempt, call_view)
+                if not isinstance(outcome, Busy) or time.monotonic() + delay > deadline:
+                    return self._reported(attempt, outcome)
+                # Waiting for the holder to finish (S3, G4): poll with backoff.
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
 
     async def arun(
         self, request: Any, key: str, call_view: Callable[[], Awaitable[HttpResponseBase]]
@@ -337,7 +376,8 @@ class Guard:
             return await sync_to_async(self._reported)(attempt, decision)
         renewal = self._keep_reservation(attempt)
         try:
-            response = await call_view()
+            with running(request.idempotency):
+                response = await call_view()
             # A TemplateResponse renders off the event loop (D5): its context may query.
             response = await sync_to_async(_rendered)(response)
         except BaseException:
