@@ -53,21 +53,37 @@ def test_d1_decorating_as_view_of_a_drf_class_raises():
         idempotent(Orders.as_view())
 
 
-def test_d1_plain_django_class_view_via_as_view_is_accepted():
+def test_d1_plain_django_class_view_via_as_view_is_guarded(rf):
+    runs = []
+
     class Plain(View):
         def post(self, request):
-            return HttpResponse("ok")
+            runs.append(request)
+            return HttpResponse("ok", status=201)
 
-    assert callable(idempotent(Plain.as_view()))
+    view = idempotent(Plain.as_view())
+    first = view(rf.post("/", {"a": 1}, HTTP_IDEMPOTENCY_KEY="plain-1"))
+    again = view(rf.post("/", {"a": 1}, HTTP_IDEMPOTENCY_KEY="plain-1"))
+    assert first.status_code == again.status_code == 201
+    assert again["Idempotent-Replayed"] == "true"
+    assert len(runs) == 1
 
 
-def test_d1_bare_decorator_and_called_decorator_both_work():
+@pytest.mark.parametrize("decorate", [idempotent, idempotent()], ids=["bare", "called"])
+def test_d1_bare_decorator_and_called_decorator_both_guard(rf, decorate):
+    runs = []
+
     def view(request):
-        return HttpResponse()
+        runs.append(request)
+        return HttpResponse("made", status=201)
 
-    assert idempotent(view).idempotent_guard is not None
-    assert idempotent()(view).idempotent_guard is not None
-    assert idempotent(view).__name__ == "view"
+    guarded = decorate(view)
+    assert guarded.__name__ == "view"
+    first = guarded(rf.post("/", {"a": 1}, HTTP_IDEMPOTENCY_KEY="bare-or-called"))
+    again = guarded(rf.post("/", {"a": 1}, HTTP_IDEMPOTENCY_KEY="bare-or-called"))
+    assert first.content == again.content == b"made"
+    assert again["Idempotent-Replayed"] == "true"
+    assert len(runs) == 1
 
 
 def test_d1_api_view_function_replays(api):
