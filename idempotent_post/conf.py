@@ -152,6 +152,11 @@ class Settings:
         return getattr(settings, "IDEMPOTENT_POST_RETRY_COUNT_HEADER", "X-Retry-Count")
 
     @property
+    def DOCS_URL(self) -> str | None:
+        """C2: the page documenting the problem types; their ``type`` is a URL under it."""
+        return getattr(settings, "IDEMPOTENT_POST_DOCS_URL", None)
+
+    @property
     def PURGE_BATCH_SIZE(self) -> int:
         """O5: rows deleted per batch by the purge command."""
         return getattr(settings, "IDEMPOTENT_POST_PURGE_BATCH_SIZE", 1000)

@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import IO, cast
+from urllib.parse import urldefrag
 
 from asgiref.sync import async_to_sync
 from django.core.exceptions import DisallowedRedirect
@@ -33,11 +34,20 @@ CHUNK_SIZE = 64 * 1024
 
 @dataclass(frozen=True)
 class Problem:
-    """One kind of error the app answers with (RFC 9457)."""
+    """One kind of error the app answers with (RFC 9457).
+
+    ``type`` is its ``urn:idempotent-post:…`` name; the answer's ``type`` member is
+    that, or a URL under ``IDEMPOTENT_POST_DOCS_URL`` (see :func:`problem_type`).
+    """
 
     status: int
     type: str
     title: str
+
+    @property
+    def name(self) -> str:
+        """The short name, e.g. ``in-progress``: the end of the urn, the fragment of the URL."""
+        return self.type.rpartition(":")[2]
 
 
 INVALID_KEY = Problem(400, "urn:idempotent-post:invalid-key", "Invalid idempotency key")
@@ -64,10 +74,29 @@ _BODY_HEADERS = frozenset({"content-type", "content-encoding"})
 _NEVER_REPLAYED = frozenset({"set-cookie"})
 
 
+def problem_type(problem: Problem) -> str:
+    """The ``type`` member of ``problem``'s answers (C2).
+
+    With ``IDEMPOTENT_POST_DOCS_URL`` set, the URL of its documentation: that URL with
+    the problem's short name as fragment (``https://example.com/errors#in-progress``),
+    any fragment of the setting's own replaced. Without it, the ``urn:`` name.
+    """
+    docs = conf.DOCS_URL
+    # A wrong setting must not turn every error answer into a 500 (E2).
+    if not docs or not isinstance(docs, str):
+        return problem.type
+    return f"{urldefrag(docs).url}#{problem.name}"
+
+
 def problem_response(problem: Problem, detail: str, **headers: str) -> HttpResponse:
-    """An ``application/problem+json`` response for ``problem``."""
+    """An ``application/problem+json`` response for ``problem`` (E1).
+
+    ``Cache-Control: no-store`` (C2): an error is about this one request at this moment,
+    and a cache that kept a 409 or a 503 would answer it to the retries it asks for.
+    ``headers`` are added as given, underscores for hyphens (``Retry_After="2"``).
+    """
     body = {
-        "type": problem.type,
+        "type": problem_type(problem),
         "title": problem.title,
         "status": problem.status,
         "detail": detail,
@@ -75,6 +104,7 @@ def problem_response(problem: Problem, detail: str, **headers: str) -> HttpRespo
     response = HttpResponse(
         json.dumps(body), status=problem.status, content_type=PROBLEM_CONTENT_TYPE
     )
+    response["Cache-Control"] = "no-store"
     for name, value in headers.items():
         response[name.replace("_", "-")] = value
     return response

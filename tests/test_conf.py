@@ -50,6 +50,7 @@ DEFAULTS = {
     "DOUBLE_SUBMIT_WINDOW": 0.5,
     "RETRY_COUNT_HEADER": "X-Retry-Count",
     "PURGE_BATCH_SIZE": 1000,
+    "DOCS_URL": None,
 }
 
 
