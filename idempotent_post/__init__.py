@@ -2,10 +2,11 @@
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["idempotent"]
+__all__ = ["idempotent", "lookup"]
 
 if TYPE_CHECKING:
     from idempotent_post.decorators import idempotent
+    from idempotent_post.operations import lookup
 
 
 def __getattr__(name: str) -> Any:
@@ -15,4 +16,8 @@ def __getattr__(name: str) -> Any:
         from idempotent_post.decorators import idempotent
 
         return idempotent
+    if name == "lookup":
+        from idempotent_post.operations import lookup
+
+        return lookup
     raise AttributeError(f"module 'idempotent_post' has no attribute {name!r}")
