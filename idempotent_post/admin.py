@@ -1,4 +1,4 @@
-"""A read-only admin for idempotency records (O4)."""
+"""A read-only admin for idempotency records (O4), with one way to forget a key (C7)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,16 @@ import codecs
 from email.message import Message
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from idempotent_post.models import IdempotencyRecord
+from idempotent_post.operations import forget
 
 #: How many characters of a stored response body the admin shows.
 BODY_PREVIEW_LENGTH = 2000
@@ -55,19 +60,19 @@ def body_preview(record: IdempotencyRecord, limit: int = BODY_PREVIEW_LENGTH) ->
 
 @admin.register(IdempotencyRecord)
 class IdempotencyRecordAdmin(admin.ModelAdmin):
-    """Lets staff look records up by key or scope; changes nothing.
+    """Lets staff look records up by key or scope; adds and changes nothing.
 
-    Records are the engine's memory of what already ran, so the admin is read-only,
-    deletion included:
+    Records are the engine's memory of what already ran, so the admin is read-only:
+    no add, no change, no delete view and no "Delete selected" action. Deleting a
+    completed record lets a retry with the same key run the view a second time, the
+    very thing this app exists to prevent; a stuck in-progress record usually needs no
+    hand (a retry takes it over once its lease ends, S5); expired records are removed
+    by ``manage.py idempotent_post_purge`` (O5).
 
-    - deleting a completed record lets a retry with the same key run the view a second
-      time, the very thing this app exists to prevent;
-    - a stuck in-progress record needs no hand: a retry takes it over once its lease
-      ends (S5);
-    - expired records are removed by ``manage.py idempotent_post_purge`` (O5).
-
-    A project that still wants deletion can subclass this admin, override
-    ``has_delete_permission`` and register the subclass instead.
+    The one way to delete is on purpose (C7): the "Forget selected keys" action, for
+    users with the model's delete permission, asks for confirmation on a page that
+    lists the keys, then deletes them and records each in the admin log under the
+    user who confirmed.
 
     Key and scope searches are exact (case-insensitive) matches: the table holds a day of
     POSTs, and a key is copied from a log or a request, not typed in part.
@@ -108,6 +113,10 @@ class IdempotencyRecordAdmin(admin.ModelAdmin):
         "expires_at",
     )
     readonly_fields = fields
+    actions = ["forget_selected"]
+    forget_selected_confirmation_template = (
+        "admin/idempotent_post/idempotencyrecord/forget_selected_confirmation.html"
+    )
 
     @admin.display(description="response body")
     def response_body_text(self, record: IdempotencyRecord) -> str:
@@ -125,3 +134,51 @@ class IdempotencyRecordAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         """Deleting a record could let a retry run twice; see the class docstring."""
         return False
+
+    def has_forget_permission(self, request: HttpRequest) -> bool:
+        """Forgetting keys (C7) takes the model's delete permission, though no delete view."""
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.delete_{opts.model_name}")
+
+    @admin.action(permissions=["forget"], description="Forget selected keys")
+    def forget_selected(
+        self, request: HttpRequest, queryset: QuerySet[IdempotencyRecord]
+    ) -> TemplateResponse | None:
+        """Delete the selected records on purpose after a confirmation page (C7).
+
+        Like Django's "Delete selected": the first POST shows what will be forgotten,
+        the confirming one (``post=yes``) forgets each record and logs it under
+        ``request.user``, then the change list shows again.
+        """
+        if not self.has_forget_permission(request):
+            raise PermissionDenied
+        records = list(queryset)
+        if request.POST.get("post") == "yes":
+            forgotten = sum(
+                forget(record, request.user, via="the admin action") for record in records
+            )
+            if forgotten:
+                self.message_user(
+                    request,
+                    f"Forgot {forgotten} idempotency key{'' if forgotten == 1 else 's'}.",
+                    messages.SUCCESS,
+                )
+            if forgotten < len(records):
+                gone = len(records) - forgotten
+                self.message_user(
+                    request,
+                    f"{gone} of the selected keys {'was' if gone == 1 else 'were'} gone already.",
+                    messages.WARNING,
+                )
+            return None
+        request.current_app = self.admin_site.name
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Forget idempotency keys",
+            "subtitle": None,
+            "records": records,
+            "opts": self.opts,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "media": self.media,
+        }
+        return TemplateResponse(request, self.forget_selected_confirmation_template, context)
