@@ -26,6 +26,11 @@ class Settings:
         return getattr(settings, "IDEMPOTENT_POST_KEY_MAX_LENGTH", 255)
 
     @property
+    def ENABLED(self) -> bool:
+        """C5: False switches every guard off; guarded views run as if undecorated."""
+        return getattr(settings, "IDEMPOTENT_POST_ENABLED", True)
+
+    @property
     def REQUIRED(self) -> bool:
         """K4: refuse POSTs without a key on every guarded view."""
         return getattr(settings, "IDEMPOTENT_POST_REQUIRED", False)

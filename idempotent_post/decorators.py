@@ -14,11 +14,13 @@ from typing import Any, TypeVar, overload
 
 from django.http.response import HttpResponseBase
 
+from idempotent_post.conf import conf
 from idempotent_post.engine import (
     EVERY_DATABASE,
     Busy,
     Executed,
     Guard,
+    Idempotency,
     Mismatch,
     Options,
     Outcome,
@@ -123,8 +125,6 @@ def _key_or_problem(
     except InvalidKey as error:
         return None, problem_response(INVALID_KEY, str(error))
     if key is None and guard.options.resolve().required:
-        from idempotent_post.conf import conf
-
         return None, problem_response(
             MISSING_KEY, f"This endpoint requires the {conf.HEADER} header."
         )
@@ -212,6 +212,9 @@ def idempotent(
                 request = _request_of(args)
                 if request.method in SAFE_METHODS:
                     return await func(*args, **kwargs)
+                if not conf.ENABLED:
+                    request.idempotency = Idempotency()
+                    return await func(*args, **kwargs)
                 key, problem = _key_or_problem(request, guard, key_of)
                 if problem is not None:
                     return problem
@@ -228,6 +231,9 @@ def idempotent(
             def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
                 request = _request_of(args)
                 if request.method in SAFE_METHODS:
+                    return func(*args, **kwargs)
+                if not conf.ENABLED:
+                    request.idempotency = Idempotency()
                     return func(*args, **kwargs)
                 key, problem = _key_or_problem(request, guard, key_of)
                 if problem is not None:

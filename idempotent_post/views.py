@@ -76,6 +76,8 @@ class PostRedirectGetMixin:
         return super().get(request, *args, **kwargs)  # type: ignore[misc]
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if not conf.ENABLED:
+            return super().post(request, *args, **kwargs)  # type: ignore[misc]
         value = request.POST.get(conf.FORM_FIELD)
         if not value:
             logger.warning(

@@ -14,6 +14,7 @@ NAMES = sorted(name for name, value in vars(Settings).items() if isinstance(valu
 DEFAULTS = {
     "HEADER": "Idempotency-Key",
     "KEY_MAX_LENGTH": 255,
+    "ENABLED": True,
     "REQUIRED": False,
     "SCOPE": "user_or_session",
     "FINGERPRINT": "default",
