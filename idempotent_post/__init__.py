@@ -2,9 +2,10 @@
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["idempotent", "lookup"]
+__all__ = ["current", "idempotent", "lookup"]
 
 if TYPE_CHECKING:
+    from idempotent_post.engine import current
     from idempotent_post.decorators import idempotent
     from idempotent_post.operations import lookup
 
@@ -16,6 +17,10 @@ def __getattr__(name: str) -> Any:
         from idempotent_post.decorators import idempotent
 
         return idempotent
+    if name == "current":
+        from idempotent_post.engine import current
+
+        return current
     if name == "lookup":
         from idempotent_post.operations import lookup
 

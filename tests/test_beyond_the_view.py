@@ -10,8 +10,7 @@ from django.test import Client
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
-from idempotent_post import idempotent
-from idempotent_post.engine import current
+from idempotent_post import current, idempotent
 from tests.testapp.models import Widget
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.test_beyond_the_view")]
