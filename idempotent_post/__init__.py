@@ -5,8 +5,8 @@ from typing import TYPE_CHECKING, Any
 __all__ = ["current", "idempotent", "lookup"]
 
 if TYPE_CHECKING:
-    from idempotent_post.engine import current
     from idempotent_post.decorators import idempotent
+    from idempotent_post.engine import current
     from idempotent_post.operations import lookup
 
 
