@@ -231,6 +231,8 @@ class Attempt:
     #: The owner token of the durable reservation this attempt holds, if any.
     token: str = ""
     started: float = field(default_factory=time.monotonic)
+    #: Seconds spent in the view itself, for the guard's own time (C6).
+    view_seconds: float = 0.0
 
 
 class Idempotency:
@@ -377,7 +379,9 @@ class Guard:
         renewal = self._keep_reservation(attempt)
         try:
             with running(request.idempotency):
+                started = time.monotonic()
                 response = await call_view()
+                attempt.view_seconds += time.monotonic() - started
             # A TemplateResponse renders off the event loop (D5): its context may query.
             response = await sync_to_async(_rendered)(response)
         except BaseException:
@@ -385,7 +389,8 @@ class Guard:
             await sync_to_async(self._release)(attempt)
             raise
         renewal.stop()
-        return await sync_to_async(self._settle_durable)(attempt, response)
+        outcome = await sync_to_async(self._settle_durable)(attempt, response)
+        return await sync_to_async(self._reported)(attempt, outcome)
 
     def lookup(self, request: Any, key: str) -> Replay | Busy | Run:
         """What is known of ``key`` in ``request``'s scope now, without running anything.
@@ -506,7 +511,7 @@ class Guard:
                 watch_later(
                     attempt.request, attempt.scope, attempt.fingerprint, attempt.key, self.sender
                 )
-                response = _call(call_view)
+                response = _call(attempt, call_view)
                 if not attempt.options.store(response):
                     if rolls_back(response):
                         rollback()
@@ -588,11 +593,11 @@ class Guard:
         renewal = self._keep_reservation(attempt)
         try:
             if not attempt.options.atomic:
-                response = _call(call_view)
+                response = _call(attempt, call_view)
                 renewal.stop()
                 return self._settle_durable(attempt, response)
             with _atomic(attempt.using) as rollback:
-                response = _call(call_view)
+                response = _call(attempt, call_view)
                 kept = attempt.options.store(response)
                 if kept:
                     stored, response = capture(response)
@@ -722,6 +727,10 @@ class Guard:
             found = decide(self._read(attempt), attempt.fingerprint, timezone.now())
             outcome = Busy() if isinstance(found, Run) else found
         match outcome:
+            case Executed(response, stored):
+                signals.executed.send(
+                    sender=self.sender, request=attempt.request, response=response, stored=stored
+                )
             case Replay(record):
                 logger.info("Replaying key %r (%s).", attempt.key, attempt.scope)
                 signals.replayed.send(sender=self.sender, request=attempt.request, record=record)
@@ -733,6 +742,10 @@ class Guard:
                     "Key %r (%s) reused for a different request.", attempt.key, attempt.scope
                 )
                 signals.mismatch.send(sender=self.sender, request=attempt.request, record=record)
+        seconds = time.monotonic() - attempt.started - attempt.view_seconds
+        signals.guard_finished.send(
+            sender=self.sender, request=attempt.request, outcome=outcome, seconds=seconds
+        )
         return outcome
 
 
@@ -815,7 +828,8 @@ def _savepoint(using: str) -> Any:
     return contextlib.nullcontext()
 
 
-def _call(call_view: Callable[[], HttpResponseBase]) -> HttpResponseBase:
+def _call(attempt: Attempt, call_view: Callable[[], HttpResponseBase]) -> HttpResponseBase:
+    started = time.monotonic()
     try:
         return _rendered(call_view())
     except RuntimeError as error:
@@ -826,6 +840,8 @@ def _call(call_view: Callable[[], HttpResponseBase]) -> HttpResponseBase:
                 "request.idempotency.step() for its recovery points (T3)."
             ) from error
         raise
+    finally:
+        attempt.view_seconds += time.monotonic() - started
 
 
 def _rendered(response: HttpResponseBase) -> HttpResponseBase:

@@ -19,3 +19,11 @@ lock_backend_fallback = Signal()
 
 # request, path, fingerprint: the same POST arrived twice within a short window.
 double_submit_suspected = Signal()
+
+# request, response, stored: the view ran for a key and answered (C6); stored says whether
+# its answer will be replayed.
+executed = Signal()
+
+# request, outcome, seconds: the guard answered a keyed request; seconds is the guard's own
+# time, the view's excluded (C6: the metrics' histogram).
+guard_finished = Signal()
