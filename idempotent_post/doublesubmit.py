@@ -50,7 +50,7 @@ _worker: threading.Thread | None = None
 def watch_later(request: Any, scope: str, fingerprint: str, key: str, sender: Any) -> None:
     """Watch a keyed request from the background thread (started on first use)."""
     global _worker
-    if not conf.DOUBLE_SUBMIT_WINDOW or request.method != "POST":
+    if request is None or not conf.DOUBLE_SUBMIT_WINDOW or request.method != "POST":
         return
     with _worker_lock:
         if _worker is None or not _worker.is_alive():

@@ -29,6 +29,7 @@ The engine knows Django's request and response, nothing of DRF or forms: adapter
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import logging
@@ -227,12 +228,19 @@ class Attempt:
     using: str
     retry_count: int
     options: Resolved
+    #: What the record says was run: the request's method and path, or a function's name.
+    method: str = ""
+    path: str = ""
     record: IdempotencyRecord | None = None
     #: The owner token of the durable reservation this attempt holds, if any.
     token: str = ""
     started: float = field(default_factory=time.monotonic)
     #: Seconds spent in the view itself, for the guard's own time (C6).
     view_seconds: float = 0.0
+    idempotency: Idempotency = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.idempotency = Idempotency(self)
 
 
 class Idempotency:
@@ -343,9 +351,18 @@ class Guard:
         attempt = self._attempt(request, key)
         if isinstance(attempt, Refused):
             return attempt
+        return self.execute(attempt, call_view)
+
+    def attempt(self, scope: str, key: str, fingerprint: str, name: str) -> Attempt:
+        """An attempt at work that is not a request (a function, a task: X1, X2)."""
+        options = self.options.resolve()
+        return Attempt(None, scope, key, fingerprint, records_database(), 0, options, "CALL", name)
+
+    def execute(self, attempt: Attempt, call_view: Callable[[], HttpResponseBase]) -> Outcome:
+        """Run ``call_view`` at most once per the attempt's (scope, key), or say why not."""
         deadline = attempt.started + attempt.options.wait
         delay = 0.02
-        with running(request.idempotency):
+        with running(attempt.idempotency):
             while True:
                 outcome = self._try(attempt, call_view)
                 if not isinstance(outcome, Busy) or time.monotonic() + delay > deadline:
@@ -361,11 +378,15 @@ class Guard:
 
         Django has no async transactions: the view's writes commit as it makes them.
         """
-        import asyncio
-
         attempt = await sync_to_async(self._attempt)(request, key)
         if isinstance(attempt, Refused):
             return attempt
+        return await self.aexecute(attempt, call_view)
+
+    async def aexecute(
+        self, attempt: Attempt, call_view: Callable[[], Awaitable[HttpResponseBase]]
+    ) -> Outcome:
+        """The async twin of :meth:`execute`."""
         deadline = attempt.started + attempt.options.wait
         delay = 0.02
         while True:
@@ -378,7 +399,7 @@ class Guard:
             return await sync_to_async(self._reported)(attempt, decision)
         renewal = self._keep_reservation(attempt)
         try:
-            with running(request.idempotency):
+            with running(attempt.idempotency):
                 started = time.monotonic()
                 response = await call_view()
                 attempt.view_seconds += time.monotonic() - started
@@ -434,9 +455,17 @@ class Guard:
         if retry_count:
             logger.info("Retry %d of key %r (%s).", retry_count, key, scope)
         attempt = Attempt(
-            request, scope, key, fingerprint, records_database(), retry_count, options
+            request,
+            scope,
+            key,
+            fingerprint,
+            records_database(),
+            retry_count,
+            options,
+            request.method,
+            request.get_full_path()[:2048],
         )
-        request.idempotency = Idempotency(attempt)
+        request.idempotency = attempt.idempotency
         return attempt
 
     def _try(self, attempt: Attempt, call_view: Callable[[], HttpResponseBase]) -> Outcome:
@@ -678,8 +707,8 @@ class Guard:
         values = {
             **values,
             "fingerprint": attempt.fingerprint,
-            "method": attempt.request.method,
-            "path": attempt.request.get_full_path()[:2048],
+            "method": attempt.method,
+            "path": attempt.path,
             "retry_count": attempt.retry_count,
             "created_at": now,
         }
