@@ -70,7 +70,8 @@ DEFAULT_KEY_METHODS = frozenset({"POST", "PATCH"})
 DEFAULT_RETRY_AFTER_CAP = 60.0
 
 # Retrying these is safe without a key; any other method is retried only with one.
-_IDEMPOTENT_METHODS = Retry.DEFAULT_ALLOWED_METHODS
+# QUERY (RFC 10008) is safe and idempotent like GET: retried without a key (C1).
+_IDEMPOTENT_METHODS = Retry.DEFAULT_ALLOWED_METHODS | {"QUERY"}
 
 _RETRYABLE_ERRORS = (requests.ConnectionError, requests.Timeout, ChunkedEncodingError)
 
@@ -355,6 +356,10 @@ class IdempotentSession(requests.Session):
             headers[self.header] = idempotency_key
             kwargs["headers"] = headers
         return self.request("POST", url, data=data, json=json, **kwargs)
+
+    def query(self, url: str | bytes, data: Any = None, json: Any = None, **kwargs: Any) -> Any:
+        """QUERY ``url`` (RFC 10008): a safe search with a body, retried like a GET (C1)."""
+        return self.request("QUERY", url, data=data, json=json, **kwargs)
 
 
 def post(

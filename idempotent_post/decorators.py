@@ -39,8 +39,8 @@ from idempotent_post.responses import (
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Methods that are safe by definition and pass through unguarded.
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+#: Methods that are safe by definition and pass through unguarded (QUERY: RFC 10008, C1).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "QUERY"})
 
 _ORDER_HELP = """idempotent() must be placed below @api_view, so that DRF authenticates the
 request before the key is scoped to its user:

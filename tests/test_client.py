@@ -92,7 +92,7 @@ def _handler(server: Server) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(payload)
 
-        do_POST = do_PATCH = do_PUT = do_GET = _handle
+        do_POST = do_PATCH = do_PUT = do_GET = do_QUERY = _handle
 
         def log_message(self, format, *args):
             pass
@@ -264,6 +264,16 @@ def test_O6_get_gets_no_key_but_is_retried(server, session):
     session.get(server.url)
     assert [r.key for r in server.received] == [None, None]
     assert [r.retry_count for r in server.received] == [None, "1"]
+
+
+def test_C1_query_gets_no_key_but_is_retried_like_get(server, session):
+    server.answer((503, {}))
+    response = session.query(server.url, json={"q": "mug"})
+    assert response.status_code == 201
+    assert [r.method for r in server.received] == ["QUERY", "QUERY"]
+    assert [r.key for r in server.received] == [None, None]
+    assert [r.retry_count for r in server.received] == [None, "1"]
+    assert server.received[0].body == b'{"q": "mug"}'
 
 
 def test_O6_a_post_without_a_key_is_never_retried(server):

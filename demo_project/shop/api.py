@@ -28,14 +28,17 @@ class ProductViewSet(viewsets.ReadOnlyModelViewSet):
 
     queryset = Product.objects.all()
     serializer_class = ProductSerializer
+    # QUERY (RFC 10008), the safe search with a body, beside POST (C1).
+    http_method_names = [*viewsets.ReadOnlyModelViewSet.http_method_names, "query"]
 
     @extend_schema(request=ProductSearchSerializer, responses=ProductSerializer(many=True))
-    @action(detail=False, methods=["post"])
+    @action(detail=False, methods=["post", "query"])
     def search(self, request: Request) -> Response:
         """Products whose name contains `q`.
 
-        A POST that changes nothing (the query could be long or private), so it is safe to
-        repeat and left unguarded: no `Idempotency-Key` needed.
+        A search that changes nothing, with its criteria in the body (they could be long
+        or private): by QUERY, the method made for it, or by POST for clients that cannot
+        send QUERY. Safe to repeat and unguarded: no `Idempotency-Key` needed.
         """
         query = ProductSearchSerializer(data=request.data)
         query.is_valid(raise_exception=True)
