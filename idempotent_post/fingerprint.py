@@ -22,16 +22,25 @@ same request that no view sees differently (key order, whitespace) do:
   count here either.
 - Any other body by its bytes.
 
-On a DRF view whose permission, throttle or parser read the request stream before the
-guard ran, the raw body cannot be read any more (E4): the fingerprint then covers what
-DRF parsed (``request.data``), canonically in the same way as JSON. Which of the two a
-request gets depends on the view, not on the request, so retries agree.
+On a DRF view, a permission, throttle or authentication may parse the body before the
+guard runs (DRF's CSRF check does for session auth), and on DRF 3.15, or with a parser
+of the view's own on any version, that reads the stream: the raw body is gone (E4). The
+fingerprint then covers what DRF parsed (``request.data``), written the way the raw body
+would have been, so that the same request fingerprints alike whichever path it took (by
+session or by token, say). The two agree for every JSON body whose numbers fit a float
+and are written as Python writes floats (``0.5``, ``1e16``, ``0.10``) and has no
+repeated key, and for every form body in UTF-8; past that, only the raw body tells such
+requests apart, and a retry that took the other path gets a 422 rather than another's
+answer. For other content types a DRF view's body counts as its parser reads it, from a
+copy when DRF has not parsed it yet; a body the parser refuses counts by its bytes (the
+view answers it with a 400 or 415 anyway).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -50,6 +59,7 @@ from idempotent_post.conf import conf
 from idempotent_post.keys import resolve_callable
 
 CSRF_FIELD = "csrfmiddlewaretoken"
+FORM = "application/x-www-form-urlencoded"
 
 # Deeper JSON is hashed by its bytes. Whether Python could canonicalise it would depend on
 # how deep the stack already is when the guard runs, and every retry must agree.
@@ -90,6 +100,10 @@ class _Object(list[tuple[str, Any]]):
 
 class _TooDeep(Exception):
     pass
+
+
+# A body the view's DRF parsers cannot read.
+_UNREADABLE = object()
 
 
 def _json_int(text: str) -> _Number:
@@ -226,15 +240,19 @@ def _unquote(text: bytes) -> bytes:
     return unquote_to_bytes(text.replace(b"+", b" "))
 
 
-def _update_form(digest: Any, body: bytes) -> None:
+def _form_fields(body: bytes) -> list[tuple[bytes, bytes]]:
     # Split as Django's QueryDict does (on "&" only, "a" meaning "a="), but keep bytes:
     # decoding is where non-UTF-8 input used to fail.
-    ignored = {_text(name) for name in _ignored_fields()}
     fields = []
     for field in body.split(b"&"):
         if field:
             name, _, value = field.partition(b"=")
             fields.append((_unquote(name), _unquote(value)))
+    return fields
+
+
+def _update_fields(digest: Any, fields: list[tuple[bytes, bytes]]) -> None:
+    ignored = {_text(name) for name in _ignored_fields()}
     for name, value in sorted(fields, key=itemgetter(0)):
         if name not in ignored:
             digest.update(b"%d:%s=%d:%s;" % (len(name), name, len(value), value))
@@ -266,9 +284,56 @@ def _update_multipart(digest: Any, request: Any) -> None:
             upload.seek(0)
 
 
-def _update_parsed(digest: Any, request: Any) -> None:
-    """E4: what DRF parsed, for a body that something read before the guard."""
-    digest.update(b"parsed\n" + _canonical(request.data, _ignored_fields()))
+def _drf_parse_copy(request: Any, body: bytes) -> Any:
+    """What ``request.data`` will hold, parsed from a copy of ``body`` as DRF would.
+
+    Mirrors ``rest_framework.request.Request._parse`` without touching the request, so a
+    view still gets DRF's own answer, errors included. ``_UNREADABLE`` when the view's
+    parsers cannot read the body.
+    """
+    meta = request._request.META
+    try:
+        length = int(meta.get("CONTENT_LENGTH", meta.get("HTTP_CONTENT_LENGTH", 0)))
+    except (ValueError, TypeError):
+        length = 0
+    if not length:
+        # DRF reads no stream then: empty data.
+        return {}
+    parser = request.negotiator.select_parser(request, request.parsers)
+    if parser is None:
+        return _UNREADABLE
+    try:
+        parsed = parser.parse(io.BytesIO(body), request.content_type, request.parser_context)
+    except Exception:
+        # Whatever the parser raises, DRF answers it to the view's caller (400, 415...).
+        return _UNREADABLE
+    try:
+        data, files = parsed.data, parsed.files
+    except AttributeError:
+        return parsed
+    if files:
+        data = data.copy()
+        data.update(files)
+    return data
+
+
+def _update_parsed(digest: Any, data: Any, content_type: str) -> None:
+    """E4: what a DRF parser made of the body, written as the raw body would have been."""
+    if _is_json(content_type):
+        digest.update(_canonical(data, set()))
+    elif content_type == FORM and isinstance(data, MultiValueDict):
+        fields = [(name, value) for name, values in data.lists() for value in values]
+        _update_fields(digest, [(_text(str(name)), _text(str(value))) for name, value in fields])
+    else:
+        digest.update(b"parsed\n" + _canonical(data, _ignored_fields()))
+
+
+def _is_drf(request: Any) -> bool:
+    return request is not _django_request(request) and hasattr(request, "negotiator")
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type == "application/json" or content_type.endswith("+json")
 
 
 def default(request: Any) -> str:
@@ -278,22 +343,25 @@ def default(request: Any) -> str:
     digest.update(_text(request.get_full_path()) + b"\n")
     content_type, _ = parse_header_parameters(request.META.get("CONTENT_TYPE", ""))
     if content_type == "multipart/form-data":
+        # Django's parse, which DRF hands over when it parsed first: alike either way.
         _update_multipart(digest, request)
         return digest.hexdigest()
     try:
         body = _django_request(request).body
     except RawPostDataException:
-        # A DRF request whose stream a permission, throttle or parser read first: only
-        # DRF still has the body, parsed. A Django request read by someone else has
-        # nothing left to fingerprint, and guessing could replay another request.
-        if request is _django_request(request):
+        # The stream is gone. A DRF request has its parsed data; a Django request read
+        # by someone else has nothing left, and guessing could replay another request.
+        if not _is_drf(request):
             raise
-        _update_parsed(digest, request)
+        _update_parsed(digest, request.data, content_type)
         return digest.hexdigest()
-    if content_type == "application/json" or content_type.endswith("+json"):
+    if _is_json(content_type):
         _update_json(digest, body)
-    elif content_type == "application/x-www-form-urlencoded":
-        _update_form(digest, body)
+    elif content_type == FORM:
+        _update_fields(digest, _form_fields(body))
+    elif _is_drf(request) and (data := _drf_parse_copy(request, body)) is not _UNREADABLE:
+        # Other types as the view's parser reads them, as when DRF has parsed first.
+        _update_parsed(digest, data, content_type)
     else:
         digest.update(body)
     return digest.hexdigest()

@@ -689,3 +689,69 @@ def test_E4_deep_json_after_permission_read_data():
         api.post(READS_DATA, deep("2"), content_type="application/json", headers=headers)
     )
     assert Widget.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_E4_same_request_by_session_and_by_token_replays():
+    # DRF's CSRF check for session auth reads request.POST, which parses the body before
+    # the guard; token auth does not. The key is alice's either way (K3).
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    alice = get_user_model().objects.create_user("alice", password="pw")
+    Token.objects.create(user=alice, key="alice-token")
+    body = b'{"name": "w", "n": 0.5}'
+    csrf = "a" * 32
+    by_session = APIClient(enforce_csrf_checks=True, raise_request_exception=False)
+    by_session.login(username="alice", password="pw")
+    by_session.cookies["csrftoken"] = csrf
+    first = by_session.post(
+        "/t/drf/",
+        body,
+        content_type="application/json",
+        headers={"Idempotency-Key": "k", "X-CSRFToken": csrf},
+    )
+    assert first.status_code == 201
+    by_token = APIClient(raise_request_exception=False)
+    again = by_token.post(
+        "/t/drf/",
+        b'{"n": 0.5, "name": "w"}',
+        content_type="application/json",
+        headers={"Idempotency-Key": "k", "Authorization": "Token alice-token"},
+    )
+    assert again.status_code == 201
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.content == first.content
+    assert Widget.objects.count() == 1
+
+
+def drf_fp(rf, body, content_type, parsed_first):
+    from rest_framework.parsers import FormParser, JSONParser
+    from rest_framework.request import Request
+
+    from tests.testapp.views import PlainTextParser
+
+    django_request = rf.post("/t/drf/", body, content_type=content_type)
+    request = Request(django_request, parsers=[JSONParser(), FormParser(), PlainTextParser()])
+    if parsed_first:
+        # As a permission, a throttle or DRF's CSRF check for session auth would.
+        request.data  # noqa: B018
+    return fingerprint.default(request)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (
+            b'{"name": "w", "n": [1, 0.5, 0.1, -0.0, 1e16, 1.50, "x", null, true]}',
+            "application/json",
+        ),
+        ('{"é": {"b": 2, "a": "José"}}'.encode(), "application/json; charset=utf-8"),
+        (b"", "application/json"),
+        (b"name=Jos%C3%A9&tag=b&tag=a&csrfmiddlewaretoken=x", FORM),
+        ("name=José&tag=b".encode(), FORM),
+        ("hello, José".encode(), "text/plain"),
+    ],
+)
+def test_E4_parsed_first_or_not_fingerprints_alike(rf, body, content_type):
+    assert drf_fp(rf, body, content_type, True) == drf_fp(rf, body, content_type, False)

@@ -375,3 +375,49 @@ def test_E2_multipart_fingerprint_of_any_parts(fields, files):
     assume(b"BoUnDaRy-7f3a9c" not in b"".join(content for *_, content in files))
     first, second = fingerprint_twice(body, MULTIPART)
     assert first == second
+
+
+# E4: whether DRF parsed the body before the guard or not, the fingerprint is the same.
+
+FINITE_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+
+
+def drf_fingerprint(body: bytes, content_type: str, parsed_first: bool) -> str:
+    from rest_framework.parsers import FormParser, JSONParser
+    from rest_framework.request import Request
+
+    request = Request(
+        factory.generic("POST", "/p/", body, content_type),
+        parsers=[JSONParser(), FormParser()],
+    )
+    if parsed_first:
+        request.data  # noqa: B018
+    return fingerprint.default(request)
+
+
+@quick
+@given(
+    body=st.one_of(
+        FINITE_JSON.map(lambda value: (json.dumps(value).encode(), "application/json")),
+        FINITE_JSON.map(
+            lambda value: (
+                json.dumps(value, ensure_ascii=False, indent=1).encode(),
+                "application/json",
+            )
+        ),
+        FORM_FIELDS.map(lambda fields: (urlencode(fields).encode(), FORM)),
+    )
+)
+def test_E4_drf_parsed_first_or_not_fingerprints_alike(body):
+    raw, content_type = body
+    assert drf_fingerprint(raw, content_type, True) == drf_fingerprint(raw, content_type, False)
