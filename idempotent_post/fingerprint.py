@@ -27,13 +27,14 @@ guard runs (DRF's CSRF check does for session auth), and on DRF 3.15, or with a 
 of the view's own on any version, that reads the stream: the raw body is gone (E4). The
 fingerprint then covers what DRF parsed (``request.data``), written the way the raw body
 would have been, so that the same request fingerprints alike whichever path it took (by
-session or by token, say). The two agree for every JSON body whose numbers fit a float
-and are written as Python writes floats (``0.5``, ``1e16``, ``0.10``) and has no
-repeated key, and for every form body in UTF-8; past that, only the raw body tells such
-requests apart, and a retry that took the other path gets a 422 rather than another's
-answer. For other content types a DRF view's body counts as its parser reads it, from a
-copy when DRF has not parsed it yet; a body the parser refuses counts by its bytes (the
-view answers it with a 400 or 415 anyway).
+session or by token, say). The two agree for every form body in UTF-8 and every JSON
+body with no repeated key whose numbers, trailing zeros aside, have no more digits than
+the float they make needs (``0.5``, ``0.50``, ``1e16``; not ``0.10000000000000001``,
+nor ``1e400``, which no float holds); past that, only the raw body tells such requests
+apart, and a retry that took the other path gets a 422 rather than another's answer.
+For other content types a DRF view's body counts as its parser reads it, from a copy
+when DRF has not parsed it yet; a body the parser refuses counts by its bytes (the view
+answers it with a 400 or 415 anyway).
 """
 
 from __future__ import annotations
