@@ -11,7 +11,11 @@ Environment variables read here:
   separated, default ``*``), ``DJANGO_CSRF_TRUSTED_ORIGINS`` (comma separated);
 - ``DATABASE_URL``, ``DATABASE_CONN_MAX_AGE`` (seconds, default 0), ``REDIS_URL``;
 - ``IDEMPOTENT_POST_LOCK_BACKEND`` (``database`` or ``cache``) and
-  ``IDEMPOTENT_POST_CACHE_FALLBACK`` (``1`` or ``0``) override the choice made from ``REDIS_URL``.
+  ``IDEMPOTENT_POST_CACHE_FALLBACK`` (``1`` or ``0``) override the choice made from ``REDIS_URL``;
+- ``DEMO_GATEWAY_URL``: the fake payment gateway's base URL (e.g.
+  ``http://127.0.0.1:8000/gateway/``); empty (the default) means this server itself;
+- ``CELERY_BROKER_URL``: where the confirmation e-mail tasks go (RabbitMQ or Redis); empty
+  (the default) runs them eagerly, inside the checkout's request.
 """
 
 from __future__ import annotations
@@ -138,6 +142,22 @@ IDEMPOTENT_POST_LOCK_BACKEND = os.environ.get(
 )
 IDEMPOTENT_POST_CACHE = "default"
 IDEMPOTENT_POST_CACHE_FALLBACK = env_bool("IDEMPOTENT_POST_CACHE_FALLBACK", True)
+
+# M7: the checkout charges the fake payment gateway over HTTP. Empty: this server, at the
+# address the request came in on (any port works); the server must be able to answer the
+# call while it serves the checkout: runserver is threaded, gunicorn needs --threads or
+# --workers above one.
+DEMO_GATEWAY_URL = os.environ.get("DEMO_GATEWAY_URL", "")
+
+# Confirmation e-mails go out from a Celery task. Without a broker, tasks run eagerly (see
+# demo_project/celery.py); with one, run `celery -A demo_project worker` beside the server.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+
+# E-mails are kept in the database and listed on /payments/; nothing leaves the machine.
+EMAIL_BACKEND = "demo_project.shop.mail.DatabaseEmailBackend"
+DEFAULT_FROM_EMAIL = "shop@demo.invalid"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

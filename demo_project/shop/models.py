@@ -1,4 +1,9 @@
-"""Products, the orders that take stock off them, and comments."""
+"""Products, the orders that take stock off them, comments, and the demo's outside world.
+
+``Charge`` belongs to the fake payment gateway and ``SentEmail`` to the fake mail server: in a
+real shop both would live in other services. Here they sit in the same database so that one
+page can show what the shop did to the world (M7).
+"""
 
 from __future__ import annotations
 
@@ -52,6 +57,8 @@ class Order(models.Model):
         blank=True,
         related_name="orders",
     )
+    # The gateway's id of the payment, once the order is paid (M7).
+    charge_id = models.CharField(max_length=40, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -93,3 +100,59 @@ class Comment(models.Model):
 
     def __str__(self) -> str:
         return self.text[:50]
+
+
+def new_charge_id() -> str:
+    """A fresh charge id in the style of a payment gateway, such as ``ch_5b0e3f9a1c2d4e6f``."""
+    return "ch_" + secrets.token_hex(8)
+
+
+class Charge(models.Model):
+    """A payment taken by the fake gateway (``POST /gateway/charges/``): money that moved.
+
+    A second row for one order is the double charge that idempotency keys exist to prevent.
+    """
+
+    charge_id = models.CharField(max_length=40, default=new_charge_id, editable=False)
+    amount = models.DecimalField(max_digits=10, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    # The merchant's own reference for the payment: the shop sends its order number.
+    reference = models.CharField(max_length=100)
+    # The Idempotency-Key the charge arrived with, to show that retries share it.
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["charge_id"], name="shop_charge_id_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.charge_id} {self.amount} {self.currency}"
+
+    def as_json(self) -> dict[str, str]:
+        """The charge as the gateway's API shows it."""
+        return {
+            "id": self.charge_id,
+            "amount": str(self.amount),
+            "currency": self.currency,
+            "reference": self.reference,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+class SentEmail(models.Model):
+    """An e-mail that left the shop through the demo's e-mail backend (``shop.mail``)."""
+
+    to = models.CharField(max_length=1000)
+    subject = models.CharField(max_length=1000)
+    body = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "sent e-mail"
+
+    def __str__(self) -> str:
+        return f"{self.subject} to {self.to}"
