@@ -17,7 +17,13 @@ from django.core.management import call_command
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from django.test import override_settings
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from demo_project.wsgi import application
 
@@ -60,3 +66,30 @@ def demo(db, settings):
 def test_E2_no_operation_answers_5xx(case, demo):
     response = case.call(headers=AUTHORIZATION)
     case.validate_response(response, checks=[not_a_server_error])
+
+
+guarded = schema.include(path="/api/orders/", method="POST")
+DOCUMENTED = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
+
+
+@guarded.parametrize()
+@hypothesis.settings(
+    max_examples=25,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(hypothesis.HealthCheck),
+)
+def test_C3_a_guarded_operation_answers_only_what_its_schema_documents(case, demo):
+    """Every status, content type, header and body the guard or the view answers is documented.
+
+    The checks about the data itself (that a schema-valid order for a product that does
+    not exist is accepted) are left out: they judge the demo's validation, not the schema.
+    """
+    response = case.call(headers=AUTHORIZATION)
+    case.validate_response(response, checks=DOCUMENTED)
