@@ -56,7 +56,9 @@ def broker(request) -> str:
 class Worker:
     """``celery worker`` in a child process, on the test database."""
 
-    def __init__(self, broker: str, queue: str, directory: Path, name: str) -> None:
+    def __init__(
+        self, broker: str, queue: str, directory: Path, name: str, concurrency: int
+    ) -> None:
         self.output = directory / f"worker-{name}.log"
         env = dict(
             os.environ,
@@ -74,7 +76,7 @@ class Worker:
                     "tests.celery.app",
                     "worker",
                     "--pool=prefork",
-                    "--concurrency=1",
+                    f"--concurrency={concurrency}",
                     "--queues",
                     queue,
                     "--hostname",
@@ -110,15 +112,17 @@ class Run:
         self.queue = f"idempotent-post-tests-{uuid.uuid4().hex}"
         self.workers: list[Worker] = []
 
-    def worker(self, name: str) -> Worker:
-        self.workers.append(Worker(self.broker, self.queue, self.directory, name))
+    def worker(self, name: str, concurrency: int = 1) -> Worker:
+        self.workers.append(Worker(self.broker, self.queue, self.directory, name, concurrency))
         return self.workers[-1]
 
-    def publish(self, task, *args, task_id: str | None = None, **kwargs) -> str:
+    def publish(self, task, label: str, task_id: str | None = None, **kwargs) -> str:
+        """Send ``task(directory, label, **kwargs)``; its effects are counted in ``label``'s."""
         task_id = task_id or str(uuid.uuid4())
+        (self.directory / label).mkdir(exist_ok=True)
         with self.app.connection_for_write(self.broker) as connection:
             task.apply_async(
-                (str(self.directory), *args),
+                (str(self.directory / label), label),
                 kwargs,
                 task_id=task_id,
                 queue=self.queue,
@@ -126,9 +130,9 @@ class Run:
             )
         return task_id
 
-    def count(self, name: str) -> int:
-        """Lines in the effect file ``name`` (``entered``, ``charged``, ...)."""
-        path = self.directory / name
+    def count(self, label: str, name: str) -> int:
+        """Lines in ``label``'s effect file ``name`` (``entered``, ``charged``, ...)."""
+        path = self.directory / label / name
         return len(path.read_text().splitlines()) if path.exists() else 0
 
     def deliveries(self, task_id: str, state: str | None = None) -> list[dict]:
@@ -142,7 +146,10 @@ class Run:
         ]
 
     def release(self) -> None:
-        (self.directory / "release").touch()
+        """Let every blocked task go on."""
+        for each in self.directory.iterdir():
+            if each.is_dir():
+                (each / "release").touch()
 
     def wait_until(self, condition: Callable[[], object], what: str) -> None:
         """Poll ``condition`` until it holds; fail with the workers' output at the deadline."""

@@ -63,7 +63,11 @@ def once(directory, label):
 
 
 @shared_task(
-    bind=True, acks_late=True, autoretry_for=(ConnectionError,), max_retries=3, default_retry_delay=0
+    bind=True,
+    acks_late=True,
+    autoretry_for=(ConnectionError,),
+    max_retries=3,
+    default_retry_delay=0,
 )
 @idempotent_task(lease=2)
 def flaky(self, directory, label):
