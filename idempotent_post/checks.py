@@ -136,6 +136,8 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
             )
         )
 
+    errors.extend(_check_encryption_keys(conf.ENCRYPTION_KEYS))
+
     database = conf.DATABASE
     if database is not None and (
         not isinstance(database, str) or database not in settings.DATABASES
@@ -145,6 +147,50 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
         )
     else:
         errors.extend(_check_records_database(records_database()))
+    return errors
+
+
+def _check_encryption_keys(keys: Any) -> list[checks.CheckMessage]:
+    """C4: a list of Fernet keys, and the library that reads them."""
+    name = PREFIX + "ENCRYPTION_KEYS"
+    if keys is None or (isinstance(keys, Sequence) and not isinstance(keys, str) and not keys):
+        return []
+    if (
+        not isinstance(keys, Sequence)
+        or isinstance(keys, str | bytes)
+        or not all(isinstance(key, str | bytes) for key in keys)
+    ):
+        return [
+            _error(
+                16,
+                f"{name} must be a list of Fernet keys (str or bytes), the first one encrypting.",
+                hint="A single key is a list of one: [key].",
+            )
+        ]
+    try:
+        from cryptography.fernet import Fernet
+    except ImportError:
+        return [
+            _error(
+                17,
+                f"{name} is set, but the cryptography package is not installed.",
+                hint='pip install "idempotent-post[encryption]"',
+            )
+        ]
+    errors: list[checks.CheckMessage] = []
+    for position, key in enumerate(keys, 1):
+        try:
+            Fernet(key)
+        except (TypeError, ValueError):
+            # The position, never the key: messages end up in logs.
+            errors.append(
+                _error(
+                    18,
+                    f"{name}: key {position} is not a Fernet key.",
+                    hint="Make keys with cryptography.fernet.Fernet.generate_key(): "
+                    "32 url-safe base64-encoded bytes.",
+                )
+            )
     return errors
 
 

@@ -7,6 +7,7 @@ effect at once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
@@ -120,6 +121,11 @@ class Settings:
     def MAX_STORED_FILE_SIZE(self) -> int:
         """P3: the largest response body kept in that storage, in bytes (0: none is)."""
         return getattr(settings, "IDEMPOTENT_POST_MAX_STORED_FILE_SIZE", 100 * 1024 * 1024)
+
+    @property
+    def ENCRYPTION_KEYS(self) -> Sequence[str | bytes] | None:
+        """C4: Fernet keys for stored responses; the first encrypts, all decrypt (empty: off)."""
+        return getattr(settings, "IDEMPOTENT_POST_ENCRYPTION_KEYS", ())
 
     @property
     def LOCK_BACKEND(self) -> str:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
+import functools
 import json
 import logging
 import secrets
+import struct
 import tempfile
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from typing import IO, cast
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass, replace
+from typing import IO, TYPE_CHECKING, Any, cast
 from urllib.parse import urldefrag
 
 from asgiref.sync import async_to_sync
-from django.core.exceptions import DisallowedRedirect
+from django.core.exceptions import DisallowedRedirect, ImproperlyConfigured
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import storages
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
@@ -21,6 +25,9 @@ from django.http.response import HttpResponseBase
 
 from idempotent_post.conf import conf
 from idempotent_post.http import HttpResponseSeeOther
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet, MultiFernet
 
 logger = logging.getLogger("idempotent_post")
 
@@ -63,6 +70,28 @@ UNAVAILABLE = Problem(503, "urn:idempotent-post:lock-unavailable", "Idempotency 
 RESPONSE_NOT_KEPT = Problem(
     410, "urn:idempotent-post:response-not-kept", "Stored response not available"
 )
+# C4: the request was processed, but no key of ENCRYPTION_KEYS decrypts its stored
+# response (a key removed too soon, a corrupt copy). 410 for the same reasons, and no 5xx:
+# a retrying client (O6 retries 5xx) would repeat it forever, or give up and send a new key.
+RESPONSE_UNREADABLE = Problem(
+    410, "urn:idempotent-post:response-unreadable", "Stored response unreadable"
+)
+
+# C4: the stored header list of an encrypted record is this one pair: the marker and a
+# Fernet token of the JSON header list. A name with a colon is no HTTP field name (RFC
+# 9110 tokens hold none), so no plain header list is ever taken for an envelope.
+ENCRYPTED_HEADERS = ":encrypted"
+# An encrypted body file: this magic, then frames, each a 4-byte big-endian length and a
+# Fernet token in binary form (base64-decoded). The first frame holds the body's size (8
+# bytes), each next one its number (8 bytes) and up to CHUNK_SIZE bytes of the body.
+_FILE_MAGIC = b"idempotent-post fernet-chunks 1\n"
+_LENGTH = struct.Struct(">I")
+_NUMBER = struct.Struct(">Q")
+# A binary Fernet token: version, timestamp and IV, the ciphertext (the plaintext padded
+# to a whole number of 16-byte blocks, at least one more byte), the HMAC.
+_TOKEN_OVERHEAD = 1 + 8 + 16 + 32
+_HEADER_FRAME = _TOKEN_OVERHEAD + 16
+_MAX_FRAME = _TOKEN_OVERHEAD + _NUMBER.size + CHUNK_SIZE + 16
 
 
 # Statuses whose responses have no body, so an absent one is the original (RFC 9110).
@@ -127,6 +156,10 @@ class StoredResponse:
     kept: bool = True
 
 
+class UnreadableResponse(Exception):
+    """A stored response that no key of ``ENCRYPTION_KEYS`` decrypts, or a corrupt one (C4)."""
+
+
 def capture(response: HttpResponseBase) -> tuple[StoredResponse, HttpResponseBase]:
     """Take from ``response`` what a replay needs; return it and the response to send.
 
@@ -141,17 +174,28 @@ def capture(response: HttpResponseBase) -> tuple[StoredResponse, HttpResponseBas
 
     A storage that fails is logged, never raised: the body is then not kept, and the
     client still gets the whole response now.
+
+    With ``ENCRYPTION_KEYS`` set, what is returned is encrypted under the first key (C4):
+    the headers as an envelope, the body as a Fernet token, a body file as a sequence of
+    tokens. A key setting that cannot work raises ``ImproperlyConfigured`` rather than
+    store the response in the clear (the system checks say so at startup).
     """
+    fernet = _fernet()
     stored = StoredResponse(response.status_code, _replay_headers(response), None)
     if response.streaming:
-        return stored, _capture_stream(response, stored)  # type: ignore[arg-type]
-    content = bytes(response.content)  # type: ignore[attr-defined]
-    if len(content) <= conf.MAX_RESPONSE_SIZE:
-        stored.body = content
-    elif len(content) <= conf.MAX_STORED_FILE_SIZE:
-        _save(ContentFile(content), stored)
+        response = _capture_stream(response, stored)  # type: ignore[arg-type]
     else:
-        stored.kept = False
+        content = bytes(response.content)  # type: ignore[attr-defined]
+        if len(content) <= conf.MAX_RESPONSE_SIZE:
+            stored.body = content
+        elif len(content) <= conf.MAX_STORED_FILE_SIZE:
+            _save(ContentFile(content), stored)
+        else:
+            stored.kept = False
+    if fernet is not None:
+        stored.headers = _seal_headers(stored.headers, fernet)
+        if stored.body is not None:
+            stored.body = _encrypt(fernet, stored.body)
     return stored, response
 
 
@@ -163,7 +207,16 @@ def replay(stored: StoredResponse) -> HttpResponseBase:
     storage, is never answered as an empty success: the replay is a ``303 See Other``
     to the original ``Location`` when a 2xx or 3xx response had one, else a 410
     ``urn:idempotent-post:response-not-kept`` problem (P3).
+
+    An encrypted record is decrypted (C4); one that cannot be is never answered: the
+    replay is a 410 ``urn:idempotent-post:response-unreadable`` problem, and an error is
+    logged for the operator.
     """
+    sealed = is_encrypted(stored)
+    try:
+        stored = decrypted(stored)
+    except UnreadableResponse as error:
+        return _unreadable(stored, error)
     status_code = stored.status_code
     if status_code == 201 and conf.REPLAY_CREATED_AS_OK:
         status_code = 200
@@ -172,6 +225,14 @@ def replay(stored: StoredResponse) -> HttpResponseBase:
         return _not_kept(stored, "it was larger than the largest response kept")
     if stored.body is not None:
         response = HttpResponse(stored.body, status=status_code)
+    elif stored.body_file and sealed:
+        try:
+            opened_sealed = _open_sealed(stored.body_file, status_code)
+        except UnreadableResponse as error:
+            return _unreadable(stored, error)
+        if opened_sealed is None:
+            return _not_kept(stored, "its stored copy is missing")
+        response = opened_sealed
     elif stored.body_file:
         opened = _open(stored.body_file, status_code)
         if opened is None:
@@ -303,13 +364,26 @@ class _AsyncBody:
 
 
 def _save(content: File, stored: StoredResponse) -> None:
-    """Keep ``content`` in the response storage under a random, unguessable name."""
-    name = f"{FILE_PREFIX}{secrets.token_urlsafe(32)}"
+    """Keep ``content`` in the response storage under a random, unguessable name.
+
+    With ``ENCRYPTION_KEYS`` set, an encrypted copy is kept instead (C4), written to a
+    temporary file a chunk at a time, so memory stays bounded (P3).
+    """
     try:
-        stored.body_file = storages[conf.RESPONSE_STORAGE].save(name, content, max_length=255)
+        storage = storages[conf.RESPONSE_STORAGE]
+        fernet = _fernet()
+        if fernet is None:
+            stored.body_file = storage.save(_new_name(), content, max_length=255)
+        else:
+            with _write_sealed(content.chunks(CHUNK_SIZE), fernet) as sealed:
+                stored.body_file = storage.save(_new_name(), File(sealed), max_length=255)
     except Exception:
         logger.exception("Could not keep a response body in the response storage.")
         stored.kept = False
+
+
+def _new_name() -> str:
+    return f"{FILE_PREFIX}{secrets.token_urlsafe(32)}"
 
 
 def _open(name: str, status_code: int) -> FileResponse | None:
@@ -348,3 +422,351 @@ def _not_kept(stored: StoredResponse, reason: str) -> HttpResponseBase:
         )
     response[REPLAYED_HEADER] = "true"
     return response
+
+
+def _unreadable(stored: StoredResponse, error: UnreadableResponse) -> HttpResponseBase:
+    """The replay of a response that cannot be decrypted (C4): never the response itself."""
+    logger.error(
+        "A stored response (status %s%s) cannot be decrypted: %s. Its retries get a 410 "
+        "response-unreadable problem until a key in IDEMPOTENT_POST_ENCRYPTION_KEYS "
+        "decrypts it again, or the record expires or is forgotten.",
+        stored.status_code,
+        f", body file {stored.body_file!r}" if stored.body_file else "",
+        error,
+    )
+    response = problem_response(
+        RESPONSE_UNREADABLE,
+        f"The request with this idempotency key was already processed (status "
+        f"{stored.status_code}), but its stored response cannot be read. Do not repeat the "
+        "request with a new key; look its result up instead.",
+    )
+    response[REPLAYED_HEADER] = "true"
+    return response
+
+
+# C4: encryption at rest.
+
+
+def is_encrypted(stored: StoredResponse) -> bool:
+    """Whether ``stored`` was encrypted at capture (its headers are the envelope)."""
+    headers = stored.headers
+    return (
+        isinstance(headers, list)
+        and len(headers) == 1
+        and isinstance(headers[0], list | tuple)
+        and len(headers[0]) == 2
+        and headers[0][0] == ENCRYPTED_HEADERS
+    )
+
+
+def decrypted(stored: StoredResponse) -> StoredResponse:
+    """``stored`` with its headers and row body in the clear (C4).
+
+    A plain ``stored`` (encryption off, or a record kept before it was turned on) is
+    returned as it is. A body file stays as stored: :func:`replay` decrypts it while it
+    streams it. Raises :class:`UnreadableResponse` where no key of ``ENCRYPTION_KEYS``
+    decrypts it, or it is corrupt.
+    """
+    if not is_encrypted(stored):
+        return stored
+    fernet = _fernet_to_read()
+    plain = _decrypt_token(fernet, _token(stored.headers[0][1]))
+    try:
+        headers = json.loads(plain)
+    except ValueError:
+        raise UnreadableResponse("its headers are corrupt") from None
+    if not isinstance(headers, list) or not all(
+        isinstance(pair, list) and len(pair) == 2 and all(isinstance(v, str) for v in pair)
+        for pair in headers
+    ):
+        raise UnreadableResponse("its headers are corrupt")
+    body = None if stored.body is None else _decrypt(fernet, stored.body)
+    return replace(stored, headers=headers, body=body)
+
+
+def reencrypt(stored: StoredResponse) -> StoredResponse | None:
+    """``stored`` encrypted under the first key of ``ENCRYPTION_KEYS``; None if it already is.
+
+    An encrypted record is re-encrypted with ``MultiFernet.rotate``; a plain one (kept
+    before encryption was turned on) is encrypted. A body file is copied, encrypted under
+    the first key, to a new name: the caller deletes the old file once the record names
+    the new one, or the new one where the record could not be updated. Raises
+    :class:`UnreadableResponse` where no key decrypts ``stored``, and
+    ``ImproperlyConfigured`` without keys.
+    """
+    ciphers = _ciphers()
+    if ciphers is None:
+        raise ImproperlyConfigured(
+            "IDEMPOTENT_POST_ENCRYPTION_KEYS is empty: there is no key to encrypt under."
+        )
+    fernet, primary = ciphers
+    sealed = is_encrypted(stored)
+    if sealed:
+        token = _token(stored.headers[0][1])
+        if _is_current(primary, token):
+            return None
+        headers = [[ENCRYPTED_HEADERS, _rotate(fernet, token).decode("ascii")]]
+        body = None
+        if stored.body is not None:
+            body = base64.urlsafe_b64decode(_rotate(fernet, base64.urlsafe_b64encode(stored.body)))
+    else:
+        headers = _seal_headers(stored.headers, fernet)
+        body = None if stored.body is None else _encrypt(fernet, stored.body)
+    body_file = stored.body_file
+    if body_file:
+        body_file = _copy_sealed(body_file, sealed, fernet)
+    return replace(stored, headers=headers, body=body, body_file=body_file)
+
+
+def _ciphers() -> tuple[MultiFernet, Fernet] | None:
+    """The ``MultiFernet`` of ``ENCRYPTION_KEYS`` and the ``Fernet`` of its first key.
+
+    None when the setting is empty; ``ImproperlyConfigured`` when it cannot work.
+    """
+    keys = conf.ENCRYPTION_KEYS
+    if not keys:
+        return None
+    if isinstance(keys, str | bytes):
+        raise ImproperlyConfigured(
+            "IDEMPOTENT_POST_ENCRYPTION_KEYS must be a list of Fernet keys, not one string."
+        )
+    try:
+        return _build_ciphers(tuple(keys))
+    except TypeError:
+        raise ImproperlyConfigured(
+            "IDEMPOTENT_POST_ENCRYPTION_KEYS must be a list of Fernet keys (str or bytes)."
+        ) from None
+
+
+@functools.lru_cache(maxsize=8)
+def _build_ciphers(keys: tuple[Any, ...]) -> tuple[MultiFernet, Fernet]:
+    try:
+        from cryptography.fernet import Fernet, MultiFernet
+    except ImportError:
+        raise ImproperlyConfigured(
+            "IDEMPOTENT_POST_ENCRYPTION_KEYS needs the cryptography package: "
+            'pip install "idempotent-post[encryption]".'
+        ) from None
+    fernets = []
+    for position, key in enumerate(keys, 1):
+        try:
+            fernets.append(Fernet(key))
+        except (TypeError, ValueError):
+            # Never the key itself in a message: it is a secret.
+            raise ImproperlyConfigured(
+                f"IDEMPOTENT_POST_ENCRYPTION_KEYS: key {position} is not a Fernet key "
+                "(32 url-safe base64-encoded bytes, as Fernet.generate_key() makes)."
+            ) from None
+    return MultiFernet(fernets), fernets[0]
+
+
+def _fernet() -> MultiFernet | None:
+    ciphers = _ciphers()
+    return None if ciphers is None else ciphers[0]
+
+
+def _fernet_to_read() -> MultiFernet:
+    try:
+        fernet = _fernet()
+    except ImproperlyConfigured as error:
+        raise UnreadableResponse(str(error)) from None
+    if fernet is None:
+        raise UnreadableResponse("it is encrypted and IDEMPOTENT_POST_ENCRYPTION_KEYS is empty")
+    return fernet
+
+
+def _token(value: Any) -> bytes:
+    if not isinstance(value, str) or not value.isascii():
+        raise UnreadableResponse("its headers are corrupt")
+    return value.encode("ascii")
+
+
+def _seal_headers(headers: list[list[str]], fernet: MultiFernet) -> list[list[str]]:
+    token = fernet.encrypt(json.dumps(headers).encode())
+    return [[ENCRYPTED_HEADERS, token.decode("ascii")]]
+
+
+def _encrypt(fernet: MultiFernet, data: bytes) -> bytes:
+    """A Fernet token in binary form: three quarters of its base64 size."""
+    return base64.urlsafe_b64decode(fernet.encrypt(data))
+
+
+def _decrypt(fernet: MultiFernet, raw: bytes) -> bytes:
+    return _decrypt_token(fernet, base64.urlsafe_b64encode(raw))
+
+
+def _decrypt_token(fernet: MultiFernet, token: bytes) -> bytes:
+    from cryptography.fernet import InvalidToken
+
+    try:
+        return fernet.decrypt(token)
+    except InvalidToken:
+        raise UnreadableResponse(
+            "no key of IDEMPOTENT_POST_ENCRYPTION_KEYS decrypts it, or it is corrupt"
+        ) from None
+
+
+def _rotate(fernet: MultiFernet, token: bytes) -> bytes:
+    from cryptography.fernet import InvalidToken
+
+    try:
+        return fernet.rotate(token)
+    except (InvalidToken, binascii.Error):
+        raise UnreadableResponse(
+            "no key of IDEMPOTENT_POST_ENCRYPTION_KEYS decrypts it, or it is corrupt"
+        ) from None
+
+
+def _is_current(primary: Fernet, token: bytes) -> bool:
+    """Whether ``token`` was made with the first key (its HMAC checks, nothing decrypted)."""
+    from cryptography.fernet import InvalidToken
+
+    try:
+        primary.extract_timestamp(token)
+    except InvalidToken:
+        return False
+    return True
+
+
+def _write_sealed(chunks: Iterable[bytes], fernet: MultiFernet) -> IO[bytes]:
+    """An encrypted body file of ``chunks``, in a temporary file positioned at its start.
+
+    The size frame comes first, but the size is known only at the end: its token has a
+    fixed length, so its place is kept and it is written last.
+    """
+    out = tempfile.SpooledTemporaryFile(max_size=4 * CHUNK_SIZE)  # noqa: SIM115
+    try:
+        out.write(_FILE_MAGIC)
+        out.write(bytes(_LENGTH.size + _HEADER_FRAME))
+        size = number = 0
+        for chunk in chunks:
+            for start in range(0, len(chunk), CHUNK_SIZE):
+                part = chunk[start : start + CHUNK_SIZE]
+                _write_frame(out, _encrypt(fernet, _NUMBER.pack(number) + part))
+                number += 1
+                size += len(part)
+        header = _encrypt(fernet, _NUMBER.pack(size))
+        if len(header) != _HEADER_FRAME:
+            raise AssertionError("unexpected Fernet token length")
+        out.seek(len(_FILE_MAGIC))
+        _write_frame(out, header)
+        out.seek(0)
+    except BaseException:
+        out.close()
+        raise
+    return out
+
+
+def _write_frame(out: IO[bytes], raw: bytes) -> None:
+    out.write(_LENGTH.pack(len(raw)))
+    out.write(raw)
+
+
+def _read_exactly(file: IO[bytes], size: int) -> bytes:
+    """``size`` bytes, fewer only at the end of ``file`` (some storages read short)."""
+    data = b""
+    while len(data) < size:
+        part = file.read(size - len(data))
+        if not part:
+            break
+        data += part
+    return data
+
+
+def _frames(file: IO[bytes]) -> Iterator[bytes]:
+    if _read_exactly(file, len(_FILE_MAGIC)) != _FILE_MAGIC:
+        raise UnreadableResponse("its body file is not an encrypted body")
+    while prefix := _read_exactly(file, _LENGTH.size):
+        if len(prefix) != _LENGTH.size:
+            raise UnreadableResponse("its body file is truncated")
+        (length,) = _LENGTH.unpack(prefix)
+        if not 0 < length <= _MAX_FRAME:
+            raise UnreadableResponse("its body file is corrupt")
+        frame = _read_exactly(file, length)
+        if len(frame) != length:
+            raise UnreadableResponse("its body file is truncated")
+        yield frame
+
+
+def _open_body(file: IO[bytes], fernet: MultiFernet) -> tuple[int, Iterator[bytes]]:
+    """The size of the encrypted body in ``file``, and its chunks decrypted one at a time.
+
+    The size frame is read and decrypted here, so a body no key decrypts raises before
+    anything is sent. The chunks are checked in order, and their total against the
+    size: a frame moved, dropped or added raises instead of sending another body.
+    """
+    frames = _frames(file)
+    header = _decrypt(fernet, next(frames, b""))
+    if len(header) != _NUMBER.size:
+        raise UnreadableResponse("its body file is corrupt")
+    (size,) = _NUMBER.unpack(header)
+
+    def chunks() -> Iterator[bytes]:
+        total = 0
+        for number, frame in enumerate(frames):
+            plain = _decrypt(fernet, frame)
+            if len(plain) < _NUMBER.size or _NUMBER.unpack_from(plain)[0] != number:
+                raise UnreadableResponse("its body file is corrupt")
+            total += len(plain) - _NUMBER.size
+            if total > size:
+                raise UnreadableResponse("its body file is corrupt")
+            yield plain[_NUMBER.size :]
+        if total != size:
+            raise UnreadableResponse("its body file is truncated")
+
+    return size, chunks()
+
+
+def _open_sealed(name: str, status_code: int) -> StreamingHttpResponse | None:
+    """A response streaming the encrypted body ``name`` decrypted; None where it is missing.
+
+    Raises :class:`UnreadableResponse` where it cannot be decrypted.
+    """
+    fernet = _fernet_to_read()
+    try:
+        file = storages[conf.RESPONSE_STORAGE].open(name, "rb")
+    except Exception:
+        logger.warning("The stored response body %r cannot be read.", name, exc_info=True)
+        return None
+    try:
+        size, chunks = _open_body(file, fernet)
+    except UnreadableResponse:
+        file.close()
+        raise
+    except Exception:
+        file.close()
+        logger.warning("The stored response body %r cannot be read.", name, exc_info=True)
+        return None
+    response = StreamingHttpResponse(_SealedBody(file, chunks, name), status=status_code)
+    # The size the client must get: a body cut short by a corrupt frame shows as such.
+    response["Content-Length"] = str(size)
+    return response
+
+
+class _SealedBody:
+    """An encrypted stored body, decrypted as it is sent."""
+
+    def __init__(self, file: IO[bytes], chunks: Iterator[bytes], name: str) -> None:
+        self.file = file
+        self.chunks = chunks
+        self.name = name
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self.chunks
+        except UnreadableResponse as error:
+            # Too late for a problem answer: the client sees the body cut short.
+            logger.error("The stored response body %r broke off: %s.", self.name, error)
+            raise
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _copy_sealed(name: str, sealed: bool, fernet: MultiFernet) -> str:
+    """Copy the body file ``name`` encrypted under the first key; return the copy's name."""
+    storage = storages[conf.RESPONSE_STORAGE]
+    with storage.open(name, "rb") as file:
+        chunks = _open_body(cast(IO[bytes], file), fernet)[1] if sealed else file.chunks(CHUNK_SIZE)
+        with _write_sealed(chunks, fernet) as copy:
+            return storage.save(_new_name(), File(copy), max_length=255)

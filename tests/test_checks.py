@@ -180,6 +180,42 @@ def test_L4_E015_reads_storages_as_overridden(settings):
     assert ids() == []
 
 
+FERNET_KEY = "x" * 43 + "="  # 32 url-safe base64-encoded bytes
+
+
+@pytest.mark.parametrize("value", [None, [], ()])
+def test_C4_no_encryption_keys_accepted(settings, value):
+    settings.IDEMPOTENT_POST_ENCRYPTION_KEYS = value
+    assert ids() == []
+
+
+def test_C4_fernet_keys_accepted(settings):
+    settings.IDEMPOTENT_POST_ENCRYPTION_KEYS = [FERNET_KEY, FERNET_KEY.encode()]
+    assert ids() == []
+
+
+@pytest.mark.parametrize("value", [FERNET_KEY, FERNET_KEY.encode(), [1], 5])
+def test_C4_E016_encryption_keys_not_a_list_of_keys(settings, value):
+    settings.IDEMPOTENT_POST_ENCRYPTION_KEYS = value
+    assert ids() == ["idempotent_post.E016"]
+
+
+def test_C4_E017_encryption_keys_without_cryptography(settings, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cryptography.fernet", None)
+    settings.IDEMPOTENT_POST_ENCRYPTION_KEYS = [FERNET_KEY]
+    assert ids() == ["idempotent_post.E017"]
+
+
+def test_C4_E018_not_a_fernet_key(settings):
+    settings.IDEMPOTENT_POST_ENCRYPTION_KEYS = [FERNET_KEY, "too-short", "x" * 44]
+    messages = check_settings()
+    assert [message.id for message in messages] == ["idempotent_post.E018"] * 2
+    assert "key 2 " in messages[0].msg
+    assert "too-short" not in messages[0].msg
+
+
 def test_L4_W001_records_on_another_database(settings, other_database):
     settings.IDEMPOTENT_POST_DATABASE = other_database(
         "records_elsewhere", ENGINE="django.db.backends.sqlite3", NAME=":memory:"

@@ -43,6 +43,7 @@ DEFAULTS = {
     "MAX_RESPONSE_SIZE": 1048576,
     "RESPONSE_STORAGE": "default",
     "MAX_STORED_FILE_SIZE": 104857600,
+    "ENCRYPTION_KEYS": (),
     "LOCK_BACKEND": "database",
     "CACHE": "default",
     "CACHE_FALLBACK": True,
