@@ -103,3 +103,19 @@ def test_x2_a_task_longer_than_its_lease_keeps_its_key_against_a_duplicate(celer
     )
     assert celery_run.count(label, "entered") == 1
     assert widgets(label) == 1
+
+
+def test_x2_over_the_celery_decorator_is_a_type_error_showing_the_order():
+    from idempotent_post.celery import idempotent_task
+
+    with pytest.raises(TypeError, match="under the Celery decorator"):
+        idempotent_task(tasks.once)
+
+
+def test_x2_the_callers_key_is_part_of_the_task_signature():
+    # Celery checks a call's arguments against it when the message is sent.
+    import inspect
+
+    assert "idempotency_key" in inspect.signature(tasks.once.run).parameters
+    with pytest.raises(TypeError):
+        tasks.once.apply_async(("d", "label"), {"unknown": 1}, connection=None)
