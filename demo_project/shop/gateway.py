@@ -124,7 +124,9 @@ class InProcessAdapter(BaseAdapter):
     request still goes through the URLconf, the middleware and the guarded view.
     """
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+    def send(  # type: ignore[override]
+        self, request: requests.PreparedRequest, **kwargs: Any
+    ) -> requests.Response:
         """Answer ``request`` with the project's own response to it."""
         # Django's test client runs a request without closing this thread's database
         # connection at its end, which the outer request still uses.

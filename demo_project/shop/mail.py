@@ -20,7 +20,9 @@ class DatabaseEmailBackend(BaseEmailBackend):
         """Store each message; return how many were "sent"."""
         rows = [
             SentEmail(
-                to=", ".join(message.recipients()), subject=message.subject, body=message.body
+                to=", ".join(message.recipients()),
+                subject=str(message.subject),
+                body=str(message.body),
             )
             for message in email_messages
         ]
