@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -79,9 +80,14 @@ def _parse_item(item: str, max_length: int) -> str:
         raise InvalidKey("The key is empty.")
     if len(result) > max_length:
         raise InvalidKey(f"The key is longer than {max_length} characters.")
-    if not all("\x21" <= char <= "\x7e" for char in result):
+    if not _VISIBLE_ASCII.fullmatch(result):
         raise InvalidKey("The key may hold visible ASCII characters only (0x21 to 0x7E).")
     return result
+
+
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
+# A plain token, as nearly every client sends it: no quote, no comma, no space.
+_BARE_KEY = re.compile(r"[\x21\x23-\x2b\x2d-\x7e]+")
 
 
 def parse_key(value: str, max_length: int | None = None) -> str:
@@ -92,6 +98,8 @@ def parse_key(value: str, max_length: int | None = None) -> str:
     different keys are not.
     """
     max_length = conf.KEY_MAX_LENGTH if max_length is None else max_length
+    if _BARE_KEY.fullmatch(value) and len(value) <= max_length:
+        return value  # the common case, without the general parse below
     keys = {_parse_item(item, max_length) for item in _split_items(value)}
     if len(keys) > 1:
         raise InvalidKey("The request carries more than one key.")

@@ -16,6 +16,8 @@ from django.contrib.sessions.backends.cache import SessionStore
 from django.core.exceptions import ImproperlyConfigured
 from django.http import JsonResponse
 from django.test import Client, RequestFactory
+from hypothesis import given
+from hypothesis import strategies as st
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -538,3 +540,22 @@ def test_k4_safe_methods_pass_through_without_key(client):
     response = client.get("/t/required/")
     assert response.status_code == 201
     assert "Idempotent-Replayed" not in response
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=0x09, max_codepoint=0x7F), max_size=40))
+def test_K2_the_bare_key_fast_path_agrees_with_the_general_parse(value):
+    from idempotent_post.keys import _parse_item, _split_items
+
+    def general():
+        keys = {_parse_item(item, 255) for item in _split_items(value)}
+        if len(keys) > 1:
+            raise InvalidKey("more than one key")
+        return keys.pop()
+
+    try:
+        expected = general()
+    except InvalidKey:
+        with pytest.raises(InvalidKey):
+            parse_key(value, 255)
+    else:
+        assert parse_key(value, 255) == expected
