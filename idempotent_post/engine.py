@@ -87,19 +87,21 @@ class Replay:
 
     record: IdempotencyRecord
 
-    def response(self) -> HttpResponseBase:
-        """The stored response, marked ``Idempotent-Replayed: true``."""
+    def stored(self) -> StoredResponse:
+        """What the record keeps of the response, as stored (encrypted, if it was: C4)."""
         record = self.record
         body = record.response_body
-        return replay(
-            StoredResponse(
-                status_code=record.status_code or 200,
-                headers=record.response_headers,
-                body=bytes(body) if body is not None else None,
-                body_file=record.body_file,
-                kept=record.body_stored,
-            )
+        return StoredResponse(
+            status_code=record.status_code or 200,
+            headers=record.response_headers,
+            body=bytes(body) if body is not None else None,
+            body_file=record.body_file,
+            kept=record.body_stored,
         )
+
+    def response(self) -> HttpResponseBase:
+        """The stored response, marked ``Idempotent-Replayed: true``."""
+        return replay(self.stored())
 
 
 @dataclass(frozen=True)

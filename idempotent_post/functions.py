@@ -12,7 +12,8 @@ The first call with a key runs the function (inside ``transaction.atomic()`` wit
 record, by default) and keeps its result; a later call returns the kept result without
 running; a concurrent call waits up to ``wait`` seconds, then raises
 :class:`InProgress`; the same key with other arguments raises :class:`KeyMismatch`. An
-exception is not kept and frees the key. Inside, ``idempotent_post.current()`` gives
+exception is not kept and frees the key. ``IDEMPOTENT_POST_ENABLED = False`` runs the
+function as if undecorated (C5). Inside, ``idempotent_post.current()`` gives
 recovery points (``step``, with ``atomic=False``) and downstream keys (``derive``).
 """
 
@@ -28,17 +29,21 @@ from typing import Any, TypeVar
 from django.http import HttpResponse
 from django.http.response import HttpResponseBase
 
+from idempotent_post.conf import conf
 from idempotent_post.engine import (
     Busy,
     Executed,
     Guard,
+    Idempotency,
     Mismatch,
     Options,
     Outcome,
     Refused,
     Replay,
+    running,
 )
 from idempotent_post.keys import InvalidKey, parse_key
+from idempotent_post.responses import decrypted
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -94,8 +99,9 @@ def _result(outcome: Outcome, ran: list[Any], name: str) -> Any:
     match outcome:
         case Executed():
             return ran[0]
-        case Replay(record):
-            return json.loads(bytes(record.response_body or b"null"))
+        case Replay():
+            # Raises UnreadableResponse where no key of ENCRYPTION_KEYS decrypts it (C4).
+            return json.loads(decrypted(outcome.stored()).body or b"null")
         case Busy():
             raise InProgress(f"{name}: a call with this key is still running")
         case Mismatch():
@@ -149,6 +155,10 @@ def idempotent_function(
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 from asgiref.sync import sync_to_async
 
+                if not conf.ENABLED:
+                    with running(Idempotency()):
+                        return await function(*args, **kwargs)
+
                 attempt = await sync_to_async(attempt_for)(args, kwargs)
                 ran: list[Any] = []
 
@@ -162,6 +172,9 @@ def idempotent_function(
 
         @functools.wraps(function)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not conf.ENABLED:
+                with running(Idempotency()):
+                    return function(*args, **kwargs)
             attempt = attempt_for(args, kwargs)
             ran: list[Any] = []
 

@@ -23,7 +23,12 @@ from idempotent_post.engine import (
 )
 from idempotent_post.http import HttpResponseSeeOther
 from idempotent_post.keys import InvalidKey, ensure_scope, parse_key
-from idempotent_post.responses import INVALID_KEY, problem_response
+from idempotent_post.responses import (
+    INVALID_KEY,
+    UnreadableResponse,
+    decrypted,
+    problem_response,
+)
 
 logger = logging.getLogger("idempotent_post")
 
@@ -53,6 +58,9 @@ class PostRedirectGetMixin:
     idempotency_wait: float | None = None
     #: Who a form key belongs to (see IDEMPOTENT_POST_SCOPE).
     idempotency_scope: Any = "user_or_session"
+    #: Run form_valid in one transaction with its record (T1); ``False`` for recovery
+    #: points (``request.idempotency.step``) around calls to other services (T2).
+    idempotency_atomic: bool | None = None
     processing_template_name = "idempotent_post/processing.html"
 
     request: HttpRequest
@@ -170,9 +178,12 @@ class PostRedirectGetMixin:
         # Where the "still processing" page refreshes to: the result once it is there.
         found = self._guard().lookup(request, key)
         match found:
-            case Replay(record):
-                headers = {name.lower(): value for name, value in record.response_headers}
-                location = headers.get("location")
+            case Replay():
+                try:
+                    kept = decrypted(found.stored()).headers
+                except UnreadableResponse:
+                    kept = []  # no key decrypts it (C4): show the form
+                location = {name.lower(): value for name, value in kept}.get("location")
                 if location:
                     return HttpResponseSeeOther(location)
             case Busy():
@@ -183,6 +194,7 @@ class PostRedirectGetMixin:
         wait = conf.FORM_WAIT if self.idempotency_wait is None else self.idempotency_wait
         options = Options(
             scope=self.idempotency_scope,
+            atomic=self.idempotency_atomic,
             wait=wait,
             store=lambda response: self._idempotency_valid,
         )

@@ -114,6 +114,9 @@ def test_X1_X4_recovery_points_and_derived_keys_inside_a_function():
     assert len(result["gateway_key"]) == 64
 
 
+# The engine's database work runs in sync_to_async's thread, on a connection of its own
+# that commits outside the test's transaction: a transactional test cleans up after it.
+@pytest.mark.django_db(transaction=True)
 def test_X1_async_functions():
     assert asyncio.run(async_double(21)) == 42
     assert asyncio.run(async_double(21)) == 42
@@ -152,3 +155,11 @@ def test_X1_S4_threads_calling_at_once_run_it_once(postgres, lock_backend):
     assert [c for c in calls if c[0] == "charge"] == [("charge", 11, 5)]
     assert Widget.objects.filter(name="charge-11").count() == 1
     assert set(map(str, results)) <= {str({"charge": "ch_11", "amount": 5}), "in progress"}
+
+
+def test_C5_enabled_false_runs_functions_as_if_undecorated(settings):
+    settings.IDEMPOTENT_POST_ENABLED = False
+    charge(12, 1)
+    charge(12, 1)
+    assert calls == [("charge", 12, 1), ("charge", 12, 1)]
+    assert not IdempotencyRecord.objects.exists()

@@ -22,6 +22,7 @@ PROBLEMS = {
     "bad-request-body": (responses.BAD_BODY, 400),
     "in-progress": (responses.IN_PROGRESS, 409),
     "response-not-kept": (responses.RESPONSE_NOT_KEPT, 410),
+    "response-unreadable": (responses.RESPONSE_UNREADABLE, 410),
     "body-too-large": (responses.BODY_TOO_LARGE, 413),
     "key-reused": (responses.MISMATCH, 422),
     "lock-unavailable": (responses.UNAVAILABLE, 503),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from django.db.models import QuerySet
@@ -13,7 +12,7 @@ from demo_project.shop.forms import CheckoutForm
 from demo_project.shop.gateway import gateway_url
 from demo_project.shop.models import Charge, Order, Product, SentEmail
 from demo_project.shop.services import OutOfStock, pay_and_confirm
-from idempotent_post.engine import Guard, Idempotency
+from idempotent_post.engine import Idempotency
 from idempotent_post.http import HttpResponseSeeOther
 from idempotent_post.views import PostRedirectGetMixin
 
@@ -39,6 +38,9 @@ class CheckoutView(PostRedirectGetMixin, CreateView):
     """
 
     model = Order
+    # Recovery points (the order, the charge) need the durable reservation, and the
+    # gateway call must not run inside a transaction the guard holds open (T2).
+    idempotency_atomic = False
     form_class = CheckoutForm
     template_name = "shop/checkout.html"
     replay_message = "You already placed this order."
@@ -65,13 +67,6 @@ class CheckoutView(PostRedirectGetMixin, CreateView):
         self.object = Order.objects.get(pk=order_id)
         pay_and_confirm(self.object, idempotency, gateway_url(self.request))
         return HttpResponseSeeOther(self.get_success_url())
-
-    def _guard(self) -> Guard:
-        # Recovery points (the order, the charge) need the durable reservation, and the
-        # gateway call must not run inside a transaction the guard holds open: atomic=False.
-        guard = super()._guard()
-        guard.options = dataclasses.replace(guard.options, atomic=False)
-        return guard
 
 
 class OrderDetailView(DetailView):
