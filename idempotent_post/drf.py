@@ -139,44 +139,6 @@ else:
                 if code in ("409", "503"):
                     response.setdefault("headers", {}).update(retry_after)
             return operation
-            from idempotent_post.conf import conf
-
-            required = guard.options.resolve().required
-            operation.setdefault("parameters", []).append(
-                {
-                    "in": "header",
-                    "name": conf.HEADER,
-                    "required": bool(required),
-                    "schema": {"type": "string", "minLength": 1, "maxLength": conf.KEY_MAX_LENGTH},
-                    "description": "A unique key per logical operation (a UUID will do). A "
-                    "retry with the same key gets the first answer again, without running "
-                    "the operation twice.",
-                }
-            )
-            responses = operation.setdefault("responses", {})
-            replayed = {
-                "Idempotent-Replayed": {
-                    "schema": {"type": "string", "enum": ["true"]},
-                    "description": "Present on a replay of a stored response.",
-                }
-            }
-            for code, response in responses.items():
-                if str(code).startswith("2"):
-                    response.setdefault("headers", {}).update(replayed)
-            problems = {
-                "400": "The key is malformed, or missing where it is required.",
-                "409": "A request with this key is still in progress; retry after Retry-After.",
-                "422": "The key was already used for a different request.",
-            }
-            for code, description in problems.items():
-                responses.setdefault(
-                    code,
-                    {
-                        "description": description,
-                        "content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}},
-                    },
-                )
-            return operation
 
 
 PROBLEM_SCHEMA = {
