@@ -162,8 +162,12 @@ class Run:
 
 
 @pytest.fixture
-def celery_run(broker, transactional_db, tmp_path):
-    """A :class:`Run` on ``broker``; its workers are killed at the end."""
+def celery_run(broker, postgres, transactional_db, tmp_path):
+    """A :class:`Run` on ``broker``; its workers are killed at the end.
+
+    On PostgreSQL only: SQLite lets one process write at a time, and worker processes
+    racing the test for its lock fail with "database is locked" under load.
+    """
     run = Run(broker, tmp_path)
     yield run
     run.release()
