@@ -25,6 +25,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "idempotent_post",
     "demo_project.shop",
     "tests.testapp",
@@ -108,3 +109,5 @@ IDEMPOTENT_POST_DOUBLE_SUBMIT_WINDOW = 0
 # the view's writes (IDEMPOTENT_POST_DATABASE = "records"); no other test uses it.
 DATABASES["records"] = dict(DATABASES["default"])  # type: ignore[assignment]
 DATABASES["records"]["TEST"] = {"NAME": DATABASES["default"]["TEST"]["NAME"] + "_records"}
+
+SPECTACULAR_SETTINGS = {"SWAGGER_UI_DIST": "SIDECAR", "SWAGGER_UI_FAVICON_HREF": "SIDECAR"}
