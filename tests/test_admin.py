@@ -195,7 +195,8 @@ def forget_action(client, *records, confirm: bool = False):
 def test_C7_the_action_is_offered_and_delete_selected_is_not(admin_client, records):
     response = admin_client.get(reverse(CHANGELIST))
     choices = dict(response.context["action_form"].fields["action"].choices)
-    assert choices == {"": "---------", "forget_selected": "Forget selected keys"}
+    choices.pop("")  # the empty choice, whose label differs between Django releases
+    assert choices == {"forget_selected": "Forget selected keys"}
 
 
 def test_C7_the_action_asks_for_confirmation_first(admin_client, records):

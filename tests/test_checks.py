@@ -276,7 +276,8 @@ def test_L4_W002_only_for_postgresql(settings, other_database):
     assert ids() == ["idempotent_post.W001"]
 
 
-@pytest.mark.django_db  # Django 6's check command also runs the database checks
+# Django 6's check command also runs the database checks, on every database.
+@pytest.mark.django_db(databases="__all__")
 def test_L4_checks_run_through_manage_py_check(settings):
     from django.core.management import call_command
     from django.core.management.base import SystemCheckError

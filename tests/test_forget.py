@@ -110,6 +110,8 @@ def test_C7_forget_compares_keys_case_sensitively(operator):
     assert remaining() == {("user:1", "Order-1")}
 
 
+# Through manage.py, which on Django 6 runs the database checks on every database.
+@pytest.mark.django_db(databases="__all__")
 def test_C7_forget_exits_non_zero_on_an_unknown_key(operator, capsys):
     with pytest.raises(SystemExit) as exit_info:
         execute_from_command_line(
