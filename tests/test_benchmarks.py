@@ -342,16 +342,37 @@ def test_purge_window_rows():
             {"lock": [], "other": [{"ms": 204.0}, {"ms": 50.0}]},
         ),
     }
-    assert purge.window_rows(windows) == [
-        ["before the purge", "2", "20.0", "40.0", "40.0", 0, 1, "20", 0, "0"],
-        ["during the purge", "1", "60.0", "392.7", "392.7", 1, 0, "0", 2, "204"],
+    assert purge.window_rows("--pause 0", windows) == [
+        ["--pause 0", "before the purge", "2", "20.0", "40.0", "40.0", 0, 1, "20", 0, "0"],
+        ["--pause 0", "during the purge", "1", "60.0", "392.7", "392.7", 1, 0, "0", 2, "204"],
     ]
+    assert len(purge.HEADERS) == len(purge.window_rows("--pause 0", windows)[0])
 
 
 def test_purge_window_rows_of_an_empty_window():
     windows = {"during the purge": (Sample(seconds=0.0), {"lock": [], "other": []})}
-    assert purge.window_rows(windows) == [
-        ["during the purge", "-", "-", "-", "-", 0, 0, "0", 0, "0"]
+    assert purge.window_rows("default pause", windows) == [
+        ["default pause", "during the purge", "-", "-", "-", "-", 0, 0, "0", 0, "0"]
+    ]
+
+
+def test_purge_arguments_leave_the_pause_to_the_command_unless_given():
+    assert purge.purge_arguments(1000, None) == ["--batch-size", "1000"]
+    assert purge.purge_arguments(500, "0") == ["--batch-size", "500", "--pause", "0"]
+    assert (purge.pacing(None), purge.pacing("0")) == ("default pause", "--pause 0")
+
+
+def test_purge_plan_compares_pacing_off_with_the_default():
+    assert plan.Plan().purge_pauses == ("0", None)
+    assert plan.QUICK.purge_pauses == ("0", None)
+
+
+def test_purge_side_by_side_puts_each_purge_in_a_column():
+    paced = [["duration", "70.0 s"], ["rows deleted per second", "14,286"]]
+    unpaced = [["duration", "35.0 s"], ["rows deleted per second", "28,571"]]
+    assert purge.side_by_side([unpaced, paced]) == [
+        ["duration", "35.0 s", "70.0 s"],
+        ["rows deleted per second", "28,571", "14,286"],
     ]
 
 

@@ -14,6 +14,7 @@ from django.db.models.signals import pre_delete
 from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
 
+from idempotent_post.management.commands import idempotent_post_purge
 from idempotent_post.models import IdempotencyRecord
 from idempotent_post.responses import FILE_PREFIX
 
@@ -44,8 +45,13 @@ def keys() -> set[str]:
     return set(IdempotencyRecord.objects.values_list("key", flat=True))
 
 
+def is_delete(sql: str) -> bool:
+    """Whether ``sql`` deletes records (on PostgreSQL the DELETE sits in a ``WITH``)."""
+    return "DELETE FROM" in sql.upper()
+
+
 def delete_queries(captured: CaptureQueriesContext) -> list[str]:
-    return [q["sql"] for q in captured.captured_queries if q["sql"].upper().startswith("DELETE")]
+    return [q["sql"] for q in captured.captured_queries if is_delete(q["sql"])]
 
 
 def test_O5_deletes_only_expired_records():
@@ -102,6 +108,39 @@ def test_O5_oldest_expired_go_first():
     make_records("newer", 2, timedelta(hours=-1))
     purge("--batch-size", "2", "--max-batches", "1")
     assert keys() == {"newer-0", "newer-1"}
+
+
+def test_O5_records_of_one_expiry_across_batches_all_go():
+    # make_records gives the five one expires_at: each batch after the first reads on
+    # from the expiry the batch before stopped at, that expiry included.
+    make_records("old", 5, timedelta(minutes=-5))
+    assert purge("--batch-size", "2") == "Deleted 5 expired idempotency records.\n"
+    assert keys() == set()
+
+
+def test_O5_each_batch_reads_on_from_where_the_batch_before_stopped(postgres):
+    # Only on PostgreSQL, which keeps the index entries of deleted rows until a vacuum:
+    # elsewhere each batch reads from the oldest record.
+    make_records("older", 2, timedelta(hours=-2))
+    make_records("newer", 2, timedelta(hours=-1))
+    make_records("live", 1, timedelta(hours=1))
+    done: list[str] = []
+
+    def backdate_after_the_first_delete(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if not done and is_delete(sql):
+            done.append(sql)
+            # Only a clock gone backwards gives a record an expiry older than one already
+            # purged; the run passed it, the next one takes it.
+            IdempotencyRecord.objects.filter(key="live-0").update(
+                expires_at=timezone.now() - timedelta(days=1)
+            )
+        return result
+
+    with connection.execute_wrapper(backdate_after_the_first_delete):
+        assert purge("--batch-size", "2") == "Deleted 4 expired idempotency records.\n"
+    assert keys() == {"live-0"}
+    assert purge() == "Deleted 1 expired idempotency record.\n"
 
 
 def test_O5_verbose_reports_each_batch():
@@ -190,7 +229,7 @@ def retry_before_delete(key: str):
     done = []
 
     def hook(execute, sql, params, many, context):
-        if not done and sql.lstrip().upper().startswith("DELETE"):
+        if not done and is_delete(sql):
             done.append(sql)
             now = timezone.now()
             IdempotencyRecord.objects.filter(key=key).update(
@@ -264,10 +303,14 @@ def test_O5_the_body_file_of_a_record_taken_up_again_stays(
 def test_O5_a_large_batch_stays_within_the_database_parameter_limit():
     make_records("old", 1100, timedelta(minutes=-5))
     sizes: list[int] = []
+    sent: list[int] = []
 
     def count_parameters(execute, sql, params, many, context):
-        if sql.lstrip().upper().startswith("DELETE"):
+        if is_delete(sql):
             sizes.append(len(params))
+            # The keys, and the cut-off last; PostgreSQL takes the keys as one array.
+            keys_sent = params[:-1]
+            sent.append(len(keys_sent[0]) if isinstance(keys_sent[0], list) else len(keys_sent))
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(count_parameters):
@@ -275,5 +318,126 @@ def test_O5_a_large_batch_stays_within_the_database_parameter_limit():
     assert output == "Deleted 1100 expired idempotency records.\n"
     assert keys() == set()
     limit = connection.features.max_query_params
-    assert sum(sizes) - len(sizes) == 1100
+    assert sum(sent) == 1100
     assert limit is None or max(sizes) <= limit
+
+
+class Clock:
+    """The purge's clock and sleep: a SELECT takes 1/8 s, a DELETE 1/4 s, a sleep what it asks.
+
+    The times are binary fractions, so the sums compare exactly. ``events`` is the order in
+    which the purge deleted and rested.
+    """
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.events: list[str | tuple[str, float]] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.events.append(("sleep", seconds))
+        self.now += seconds
+
+    def queries(self, execute, sql, params, many, context):
+        if is_delete(sql):
+            self.events.append("DELETE")
+            self.now += 0.25
+        elif sql.lstrip().upper().startswith("SELECT"):
+            self.now += 0.125
+        return execute(sql, params, many, context)
+
+    def pauses(self) -> list[float]:
+        return [event[1] for event in self.events if isinstance(event, tuple)]
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The purge's ``monotonic`` and ``sleep`` replaced by a ``Clock`` its queries advance."""
+    fake = Clock()
+    monkeypatch.setattr(idempotent_post_purge, "monotonic", fake.monotonic)
+    monkeypatch.setattr(idempotent_post_purge, "sleep", fake.sleep)
+    with connection.execute_wrapper(fake.queries):
+        yield fake
+
+
+def test_O5_by_default_the_purge_rests_as_long_as_the_batch_before_took(clock):
+    make_records("old", 5, timedelta(minutes=-5))
+    output = purge("--batch-size", "2")
+    assert output == "Deleted 5 expired idempotency records.\n"
+    # Each batch reads (1/8 s) and deletes (1/4 s): the rest before the next is as long.
+    assert clock.events == ["DELETE", ("sleep", 0.375), "DELETE", ("sleep", 0.375), "DELETE"]
+
+
+def test_O5_the_default_rest_follows_the_batch_that_just_ran(clock):
+    make_records("old", 3, timedelta(minutes=-5))
+    slow: list[str] = []
+
+    def first_delete_is_slow(execute, sql, params, many, context):
+        if not slow and is_delete(sql):
+            slow.append(sql)
+            clock.now += 1.0
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(first_delete_is_slow):
+        purge("--batch-size", "1")
+    # The rest is not counted as part of the next batch's time.
+    assert clock.pauses() == [1.375, 0.375]
+
+
+def test_O5_pause_option_rests_that_long_between_batches(clock):
+    make_records("old", 5, timedelta(minutes=-5))
+    output = purge("--batch-size", "2", "--pause", "0.5")
+    assert output == "Deleted 5 expired idempotency records.\n"
+    assert clock.events == ["DELETE", ("sleep", 0.5), "DELETE", ("sleep", 0.5), "DELETE"]
+
+
+def test_O5_pause_zero_turns_the_pacing_off(clock):
+    make_records("old", 5, timedelta(minutes=-5))
+    purge("--batch-size", "2", "--pause", "0")
+    assert clock.events == ["DELETE", "DELETE", "DELETE"]
+
+
+@pytest.mark.parametrize("pause", [[], ["--pause", "0.5"]], ids=["default", "fixed"])
+def test_O5_no_rest_after_the_last_batch_when_the_records_fill_it_exactly(clock, pause):
+    make_records("old", 4, timedelta(minutes=-5))
+    purge("--batch-size", "2", *pause)
+    # The look-up that finds nothing left ends the run at once.
+    assert clock.events[-1] == "DELETE"
+    assert len(clock.pauses()) == 1
+    assert keys() == set()
+
+
+def test_O5_no_rest_after_the_last_batch_max_batches_allows(clock):
+    make_records("old", 5, timedelta(minutes=-5))
+    purge("--batch-size", "2", "--max-batches", "2", "--pause", "0.5")
+    assert clock.events == ["DELETE", ("sleep", 0.5), "DELETE"]
+
+
+def test_O5_no_rest_for_a_single_batch_or_nothing_to_delete(clock):
+    make_records("old", 2, timedelta(minutes=-5))
+    purge("--pause", "3")
+    purge("--pause", "3")
+    assert clock.events == ["DELETE"]
+
+
+def test_O5_pause_through_call_command_keyword(clock):
+    make_records("old", 3, timedelta(minutes=-5))
+    purge(batch_size=1, pause=2)
+    assert clock.pauses() == [2, 2]
+
+
+@pytest.mark.parametrize("pause", ["-1", "nan", "inf", "soon"])
+def test_O5_bad_pause_is_a_command_error(clock, pause):
+    make_records("old", 1, timedelta(minutes=-5))
+    with pytest.raises(CommandError, match="--pause"):
+        purge("--pause", pause)
+    assert IdempotencyRecord.objects.count() == 1
+    assert clock.events == []
+
+
+@pytest.mark.parametrize("pause", [-0.5, True, "1"])
+def test_O5_bad_pause_through_call_command_keyword_is_a_command_error(pause):
+    with pytest.raises(CommandError, match="--pause"):
+        purge(pause=pause)

@@ -72,6 +72,9 @@ class Plan:
     scale_seconds: float = 4.0
     purge_records: int = 1_000_000
     purge_batch_size: int = 1000
+    # The purges compared, each on records of its own: pacing off, then the command's
+    # default pause (None: no --pause).
+    purge_pauses: tuple[str | None, ...] = ("0", None)
     purge_baseline_seconds: float = 8.0
     upload_megabytes: int = 50
     memory_repeats: int = 2

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 SETTLE = 2.0
 
 HEADERS = [
+    "purge",
     "window",
     "req/s",
     "p50 ms",
@@ -108,6 +109,16 @@ def deleted_count(output: str) -> int:
     return int(re.search(r"Deleted (\d+)", output).group(1))  # type: ignore[union-attr]
 
 
+def purge_arguments(batch_size: int, pause: str | None) -> list[str]:
+    """The purge's command line: the batch size, and ``--pause`` unless ``None`` (its default)."""
+    return ["--batch-size", str(batch_size), *([] if pause is None else ["--pause", pause])]
+
+
+def pacing(pause: str | None) -> str:
+    """How a purge of ``pause`` is named in the tables."""
+    return "default pause" if pause is None else f"--pause {pause}"
+
+
 def facts(
     before: dict[str, float],
     after: dict[str, float],
@@ -125,10 +136,16 @@ def facts(
     ]
 
 
-def window_rows(windows: dict[str, tuple[Sample, Waits]]) -> list[list[Any]]:
-    """One row per window: throughput, latencies, failures, and the waits seen in it."""
+def side_by_side(columns: list[list[list[str]]]) -> list[list[str]]:
+    """Rows of (name, value) per purge, as one row per name with a value per purge."""
+    return [[rows[0][0], *(row[1] for row in rows)] for rows in zip(*columns, strict=True)]
+
+
+def window_rows(purge: str, windows: dict[str, tuple[Sample, Waits]]) -> list[list[Any]]:
+    """One row per window of ``purge``: throughput, latencies, failures, the waits seen in it."""
     return [
         [
+            purge,
             label,
             fmt(sample.rps, 0),
             fmt(percentile(sample.latencies, 50), 1),
@@ -146,8 +163,38 @@ def window_rows(windows: dict[str, tuple[Sample, Waits]]) -> list[list[Any]]:
 
 def run(bench: Bench, server: Server, database_url: str | None) -> None:
     plan = bench.plan
+    runs = [purge_once(bench, server, database_url, pause) for pause in plan.purge_pauses]
+    bench.results["purge"] = {"batch_size": plan.purge_batch_size, "runs": runs}
+    bench.show(
+        table(
+            f"Purge: idempotent_post_purge --batch-size {plan.purge_batch_size} deleting "
+            f"{plan.purge_records:,} expired records",
+            ["", *(run["pacing"] for run in runs)],
+            side_by_side([run["facts"] for run in runs]),
+        )
+        + "\n\n"
+        + table(
+            f"Guarded first executions ({LABELS[IP_DATABASE]}, {plan.clients} clients) "
+            f"around each purge, and what their PostgreSQL backends waited on (sampled every "
+            f"{runs[0]['watch']['interval_ms']:g} ms: Lock = a row or table lock, other = "
+            "LWLock, IO ...)",
+            HEADERS,
+            [row for run in runs for row in run["rows"]],
+        )
+    )
+
+
+def purge_once(
+    bench: Bench, server: Server, database_url: str | None, pause: str | None
+) -> dict[str, Any]:
+    """Fill expired records, run guarded load, purge them with ``pause`` under it; the figures.
+
+    Each purge has its fill, its checkpoint and its baseline: the purges compared start from
+    the same state.
+    """
+    plan = bench.plan
     say(f"Inserting {plan.purge_records:,} expired records ...")
-    before = bench.fill(plan.purge_records, "--expired", database_url=database_url)
+    before = bench.fill(plan.purge_records, "--expired", "--checkpoint", database_url=database_url)
     started = time.monotonic()
     dry = bench.manage("idempotent_post_purge", "--dry-run", database_url=database_url)
     dry_seconds = time.monotonic() - started
@@ -174,14 +221,14 @@ def run(bench: Bench, server: Server, database_url: str | None) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
+    arguments = purge_arguments(plan.purge_batch_size, pause)
     try:
         time.sleep(0.3 + SETTLE + plan.purge_baseline_seconds)
-        say(f"Purging (--batch-size {plan.purge_batch_size}) under load ...")
+        say(f"Purging ({' '.join(arguments)}) under load ...")
         purge_start = time.time()
         output = bench.manage(
             "idempotent_post_purge",
-            "--batch-size",
-            str(plan.purge_batch_size),
+            *arguments,
             database_url=database_url,
             BENCH_APPLICATION_NAME="bench-purge",
         )
@@ -203,12 +250,13 @@ def run(bench: Bench, server: Server, database_url: str | None) -> None:
     }
     deleted = deleted_count(output)
     purge_seconds = purge_end - purge_start
-    bench.results["purge"] = {
+    return {
+        "pacing": pacing(pause),
+        "arguments": arguments,
         "records_before": int(before["total"]),
         "expired_before": int(before["expired"]),
         "expired_after": int(after["expired"]),
         "deleted": deleted,
-        "batch_size": plan.purge_batch_size,
         "seconds": round(purge_seconds, 2),
         "dry_run_seconds": round(dry_seconds, 2),
         "dry_run_output": dry,
@@ -217,20 +265,6 @@ def run(bench: Bench, server: Server, database_url: str | None) -> None:
             label.replace(" ", "_"): sample.summary() | {"waits": waits}
             for label, (sample, waits) in windows.items()
         },
+        "facts": facts(before, after, deleted, purge_seconds, dry_seconds),
+        "rows": window_rows(pacing(pause), windows),
     }
-    bench.show(
-        table(
-            f"Purge: idempotent_post_purge --batch-size {plan.purge_batch_size} deleting "
-            f"{plan.purge_records:,} expired records",
-            ["", "value"],
-            facts(before, after, deleted, purge_seconds, dry_seconds),
-        )
-        + "\n\n"
-        + table(
-            f"Guarded first executions ({LABELS[IP_DATABASE]}, {plan.clients} clients) "
-            f"around the purge, and what their PostgreSQL backends waited on (sampled every "
-            f"{watch['interval_ms']:g} ms: Lock = a row or table lock, other = LWLock, IO ...)",
-            HEADERS,
-            window_rows(windows),
-        )
-    )

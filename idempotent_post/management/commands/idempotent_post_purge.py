@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from functools import partial
+from time import monotonic, sleep
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -14,6 +16,10 @@ from django.utils import timezone
 from idempotent_post import responses
 from idempotent_post.conf import conf
 from idempotent_post.models import IdempotencyRecord
+
+# Without --pause, the command rests after each batch as long as that batch took: it keeps
+# the database busy at most half the time, however fast or loaded the database is.
+PAUSE_RATIO = 1.0
 
 
 def _records(count: int) -> str:
@@ -25,71 +31,75 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def expired_batch(using: str, now: datetime, size: int) -> list[tuple[Any, str]]:
+def expired_batch(
+    using: str, now: datetime, size: int, since: datetime | None = None
+) -> list[tuple[Any, str]]:
     """The primary key and body file name of up to ``size`` records expired at ``now``.
 
-    Oldest first, in ``expires_at`` order, which the expiry index serves.
+    Oldest first, in ``expires_at`` order, which the expiry index serves. ``since`` (an
+    expiry no record left to purge is older than) starts the index scan there rather than
+    at the oldest entry.
     """
-    return list(
-        IdempotencyRecord.objects.using(using)
-        .filter(expires_at__lte=now)
-        .order_by("expires_at", "pk")
-        .values_list("pk", "body_file")[:size]
-    )
+    expired = IdempotencyRecord.objects.using(using).filter(expires_at__lte=now)
+    if since is not None:
+        expired = expired.filter(expires_at__gte=since)
+    return list(expired.order_by("expires_at", "pk").values_list("pk", "body_file")[:size])
 
 
 def delete_expired(
     using: str, now: datetime, batch: Sequence[tuple[Any, str]]
-) -> tuple[int, list[str]]:
+) -> tuple[int, list[str], datetime | None]:
     """Delete the records of ``batch`` that are still expired at ``now``.
 
-    Returns how many rows went and the body files those rows held. The expiry
-    condition is in the DELETE statement itself: a record a retry took up again
-    since ``batch`` was read has a fresh ``expires_at`` and stays. Plain SQL rather
-    than ``QuerySet.delete()``, because one ``pre_delete``/``post_delete`` receiver
-    anywhere in the project makes Django read the rows first and delete them by
-    primary key alone. So the purge sends no delete signals.
+    Returns how many rows went, the body files those rows held, and (PostgreSQL) the
+    latest expiry among them. The expiry condition is in the DELETE statement itself: a
+    record a retry took up again since ``batch`` was read has a fresh ``expires_at`` and
+    stays. Plain SQL rather than ``QuerySet.delete()``, because one
+    ``pre_delete``/``post_delete`` receiver anywhere in the project makes Django read the
+    rows first and delete them by primary key alone. So the purge sends no delete signals.
     """
     connection = connections[using]
     qn = connection.ops.quote_name
     meta = IdempotencyRecord._meta
     table = qn(meta.db_table)
     pk = qn(str(meta.pk.column)) if meta.pk else qn("id")
+    expires_at, body_file = qn("expires_at"), qn("body_file")
     cutoff = connection.ops.adapt_datetimefield_value(now)
-    # PostgreSQL says which rows it deleted; elsewhere the rows that held a file
-    # are read again afterwards.
-    returning = connection.vendor == "postgresql"
+    keys = [row[0] for row in batch]
+    if connection.vendor == "postgresql":
+        # The keys go as one array and one row comes back: a thousand placeholders to
+        # parse and a thousand rows to convert would cost the purge's own process more
+        # CPU than the DELETE costs the database, on a machine it may share.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"WITH gone AS (DELETE FROM {table} WHERE {pk} = ANY(%s) "
+                f"AND {expires_at} <= %s RETURNING {body_file}, {expires_at}) "
+                f"SELECT count(*), max({expires_at}), "
+                f"array_agg({body_file}) FILTER (WHERE {body_file} <> '') FROM gone",
+                [keys, cutoff],
+            )
+            count, latest, files = cursor.fetchone()
+        return count, list(files or ()), latest
     # SQLite may allow as few as 999 parameters per statement.
     per_statement = (connection.features.max_query_params or len(batch) + 1) - 1
     count = 0
-    files: list[str] = []
-    for chunk in _chunks([row[0] for row in batch], per_statement):
-        sql = (
-            f"DELETE FROM {table} WHERE {pk} IN ({', '.join(['%s'] * len(chunk))}) "
-            f"AND {qn('expires_at')} <= %s"
-        )
+    for chunk in _chunks(keys, per_statement):
         with connection.cursor() as cursor:
-            if returning:
-                cursor.execute(f"{sql} RETURNING {qn('body_file')}", [*chunk, cutoff])
-                deleted = cursor.fetchall()
-                count += len(deleted)
-                files.extend(name for (name,) in deleted if name)
-            else:
-                cursor.execute(sql, [*chunk, cutoff])
-                count += cursor.rowcount
-    if not returning:
-        # A record whose file name was read with the batch and that is gone now was
-        # deleted by this statement: a record taken up again is never expired by then.
-        held = {key: name for key, name in batch if name}
-        left: set[Any] = set()
-        for chunk in _chunks(list(held), per_statement):
-            left.update(
-                IdempotencyRecord.objects.using(using)
-                .filter(pk__in=chunk)
-                .values_list("pk", flat=True)
+            cursor.execute(
+                f"DELETE FROM {table} WHERE {pk} IN ({', '.join(['%s'] * len(chunk))}) "
+                f"AND {expires_at} <= %s",
+                [*chunk, cutoff],
             )
-        files = [name for key, name in held.items() if key not in left]
-    return count, files
+            count += cursor.rowcount
+    # A record whose file name was read with the batch and that is gone now was deleted
+    # by this statement: a record taken up again is never expired by then.
+    held = {key: name for key, name in batch if name}
+    left: set[Any] = set()
+    for chunk in _chunks(list(held), per_statement):
+        left.update(
+            IdempotencyRecord.objects.using(using).filter(pk__in=chunk).values_list("pk", flat=True)
+        )
+    return count, [name for key, name in held.items() if key not in left], None
 
 
 class Command(BaseCommand):
@@ -101,6 +111,12 @@ class Command(BaseCommand):
     statement checks the expiry again: a record the engine took up anew between the two
     statements (an expired key used again) has a fresh ``expires_at`` and stays,
     whatever delete signal receivers the project has.
+
+    Between two batches the command rests (``--pause``), by default as long as the batch
+    before took: the purge then keeps the database busy at most half the time, whatever
+    its speed. What a concurrent request feels is its own ``COMMIT`` waiting for the WAL
+    the purge wrote before it to reach the disk, and the CPU the purge takes; the rests
+    leave the disk and the CPU to the requests half of the time.
 
     In-progress records whose ``expires_at`` has passed go too: an expired record counts
     as absent (S7), whatever its state. Response bodies the deleted records kept in the
@@ -121,6 +137,14 @@ class Command(BaseCommand):
             type=int,
             default=None,
             help="Stop after this many batches (default: until no expired record is left).",
+        )
+        parser.add_argument(
+            "--pause",
+            type=float,
+            default=None,
+            metavar="SECONDS",
+            help="Seconds to rest between two batches; 0 for none (default: as long as the "
+            "batch before took, so the purge keeps the database busy at most half the time).",
         )
         parser.add_argument(
             "--dry-run",
@@ -145,6 +169,14 @@ class Command(BaseCommand):
             isinstance(max_batches, bool) or not isinstance(max_batches, int) or max_batches < 1
         ):
             raise CommandError(f"--max-batches must be a positive integer, not {max_batches!r}.")
+        pause = options["pause"]
+        if pause is not None and (
+            isinstance(pause, bool)
+            or not isinstance(pause, (int, float))
+            or not math.isfinite(pause)
+            or pause < 0
+        ):
+            raise CommandError(f"--pause must be a number of seconds, 0 or more, not {pause!r}.")
         using = options["database"] or conf.DATABASE or router.db_for_write(IdempotencyRecord)
         if using not in connections:
             raise CommandError(f"Unknown database alias {using!r}.")
@@ -159,12 +191,30 @@ class Command(BaseCommand):
             return
 
         deleted = batches = 0
+        took = 0.0
+        since = None
         while max_batches is None or batches < max_batches:
-            batch = expired_batch(using, now, batch_size)
+            began = monotonic()
+            batch = expired_batch(using, now, batch_size, since)
             if not batch:
                 break
+            if batches:
+                # Between two batches only: the look-up above said there is another. The
+                # rows read before the rest are safe to delete after it, since the DELETE
+                # checks their expiry again.
+                rest = took * PAUSE_RATIO if pause is None else pause
+                if rest > 0:
+                    read = monotonic() - began
+                    sleep(rest)
+                    began = monotonic() - read
             # Committed on its own: no transaction spans the batches.
-            count, files = delete_expired(using, now, batch)
+            count, files, latest = delete_expired(using, now, batch)
+            took = monotonic() - began
+            # PostgreSQL keeps a deleted row's index entries until a vacuum: read from the
+            # oldest, each batch would step over every entry the batches before it deleted.
+            # Every record still to purge expires at or after the latest this batch deleted:
+            # one that expired earlier was in this batch or an earlier one.
+            since = latest or since
             for name in files:
                 # Inside a caller's transaction, the files wait for its commit.
                 transaction.on_commit(partial(responses.discard, name), using=using)
