@@ -196,8 +196,17 @@ def test_e2_odd_requests_over_http_never_get_a_5xx(server, shop, sent):
     except requests.exceptions.InvalidHeader:
         assume(False)  # a value no client can send (leading blank): not a request at all
     mark = server.mark()
-    with requests.Session() as session:
-        response = session.send(prepared, timeout=60)
+    try:
+        with requests.Session() as session:
+            response = session.send(prepared, timeout=60)
+    except requests.exceptions.ConnectionError:
+        # A server that answers before reading a large body (a 401 from DRF's
+        # authentication, say) may close the connection while the client still sends:
+        # older gunicorn releases do. No answer to judge, but the server must have logged
+        # no error.
+        log = server.output(start=mark)
+        assert "Traceback" not in log and "Internal Server Error" not in log, log[-3000:]
+        assume(False)
     event(f"{path} -> {response.status_code}")  # the spread shows with --hypothesis-show-statistics
     assert response.status_code < 500, (response.status_code, server.output(start=mark)[-3000:])
     if response.headers.get("Content-Type") == "application/problem+json":
