@@ -20,7 +20,8 @@ It sets everything up itself and prints a table per phase, then all of them agai
 - scale     first executions and replays with 10 thousand and 1 million stored records,
             each size in a database of its own with its own server, the sizes alternated.
 - purge     idempotent_post_purge deleting 1 million expired records while guarded
-            requests flow: its duration and the slowest concurrent request.
+            requests flow, pacing off and with its default pause: its duration and the
+            slowest concurrent request.
 - memory    peak RSS (VmHWM) of a fresh gunicorn worker taking a 50 MB multipart upload,
             guarded and unguarded.
 

@@ -1,10 +1,11 @@
 """Phase ``purge``: ``idempotent_post_purge`` deleting expired records while guarded requests flow.
 
-Expired records are bulk-inserted; the clients send guarded first executions throughout,
-``bench_lockwatch`` samples what the server's PostgreSQL backends wait on, and after a
-baseline the purge runs. ``bucket`` sorts the requests into the window before the purge and
-the window during it by their start and end times; ``waits_in`` does the same for the waits;
-the table compares the two windows.
+Twice, pacing off (``--pause 0``) and with the command's default pause, each time on records
+of its own: expired records are bulk-inserted and a CHECKPOINT taken; the clients send guarded
+first executions throughout, ``bench_lockwatch`` samples what the server's PostgreSQL backends
+wait on, and after a baseline the purge runs. ``bucket`` sorts the requests into the window
+before the purge and the window during it by their start and end times; ``waits_in`` does the
+same for the waits; the table compares the windows of both purges.
 """
 
 from __future__ import annotations

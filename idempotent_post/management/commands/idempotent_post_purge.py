@@ -18,7 +18,8 @@ from idempotent_post.conf import conf
 from idempotent_post.models import IdempotencyRecord
 
 # Without --pause, the command rests after each batch as long as that batch took: it keeps
-# the database busy at most half the time, however fast or loaded the database is.
+# the database busy at most half the time, however fast or loaded the database is. Longer
+# rests did not shorten the concurrent requests' tail any further (docs/benchmarks.md).
 PAUSE_RATIO = 1.0
 
 
@@ -113,10 +114,13 @@ class Command(BaseCommand):
     whatever delete signal receivers the project has.
 
     Between two batches the command rests (``--pause``), by default as long as the batch
-    before took: the purge then keeps the database busy at most half the time, whatever
-    its speed. What a concurrent request feels is its own ``COMMIT`` waiting for the WAL
-    the purge wrote before it to reach the disk, and the CPU the purge takes; the rests
-    leave the disk and the CPU to the requests half of the time.
+    before took: the purge then keeps the database busy at most half the time, however fast
+    or loaded the database is. A concurrent request never waits on a lock the purge holds;
+    what slows it is the CPU the purge takes, and its own ``COMMIT`` flushing the WAL the
+    purge wrote before it. The rests hand both back to the requests. The purge's own
+    transactions keep ``synchronous_commit``: turned off, it would spare the requests
+    nothing (a ``COMMIT`` flushes all the WAL written before it, the purge's included), and
+    the body files would go before the rows' deletion was safely on disk.
 
     In-progress records whose ``expires_at`` has passed go too: an expired record counts
     as absent (S7), whatever its state. Response bodies the deleted records kept in the
