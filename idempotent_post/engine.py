@@ -50,7 +50,7 @@ from django.utils.crypto import salted_hmac
 
 from idempotent_post import signals
 from idempotent_post.conf import conf
-from idempotent_post.doublesubmit import watch_later, watch_unkeyed
+from idempotent_post.doublesubmit import Sighting, sighting, watch_later, watch_unkeyed
 from idempotent_post.fingerprint import fingerprint_for
 from idempotent_post.keys import scope_for
 from idempotent_post.lease import Renewal, heartbeat
@@ -474,35 +474,49 @@ class Guard:
         decision = decide(self._read(attempt), attempt.fingerprint, timezone.now())
         if not isinstance(decision, Run):
             return decision
+        seen = sighting(
+            attempt.request, attempt.scope, attempt.fingerprint, attempt.key, self.sender
+        )
         if attempt.options.atomic:
             lock = self._lock(
-                attempt.using, attempt.scope, attempt.key, attempt.options, attempt.request
+                attempt.using, attempt.scope, attempt.key, attempt.options, attempt.request, seen
             )
-            if isinstance(lock, (Busy, Refused)):
+            if isinstance(lock, Busy):
+                # Its holder may have finished, and left a lock to expire (_run_locked).
+                again = decide(self._read(attempt), attempt.fingerprint, timezone.now())
+                return lock if isinstance(again, Run) else again
+            if isinstance(lock, Refused):
                 return lock
             if lock is not None:
-                return self._run_locked(attempt, lock, call_view)
+                return self._run_locked(attempt, lock, call_view, seen)
         reserved = self._reserve_durable(attempt, decision)
         if reserved is not None:
             return reserved
-        return self._run_durable(attempt, call_view)
+        return self._run_durable(attempt, call_view, seen)
 
     def _read(self, attempt: Attempt) -> IdempotencyRecord | None:
         return IdempotencyRecord.objects.lookup(attempt.using, attempt.scope, attempt.key)
 
     def _lock(
-        self, using: str, scope: str, key: str, options: Resolved, request: Any = None
+        self,
+        using: str,
+        scope: str,
+        key: str,
+        options: Resolved,
+        request: Any = None,
+        seen: Sighting | None = None,
     ) -> Lock | Busy | Refused | None:
         """The in-flight lock: the cache's, else the database's, else ``None`` (L2, L3).
 
         The cache lock is taken here, before any transaction, so that a Redis failure can
         still choose the path (a database lock, a durable reservation, or L3's 503); a
         database lock is taken inside the transaction, by :meth:`Lock.acquire_and_read`.
+        The cache lock watches the double-submit sighting ``seen`` in its round trip.
         """
         if conf.LOCK_BACKEND == "cache":
             try:
                 lock = cache_lock(conf.CACHE, scope, key, options.lease)
-                return lock if lock.acquire() else Busy()
+                return lock if lock.acquire(seen) else Busy()
             except LockUnavailable as error:
                 refused = self._cache_down(error, request)
                 if refused is not None:
@@ -526,9 +540,14 @@ class Guard:
     # The locked path.
 
     def _run_locked(
-        self, attempt: Attempt, lock: Lock, call_view: Callable[[], HttpResponseBase]
+        self,
+        attempt: Attempt,
+        lock: Lock,
+        call_view: Callable[[], HttpResponseBase],
+        seen: Sighting | None,
     ) -> Outcome:
         renewal: Renewal | None = None
+        kept = False
         try:
             with _atomic(attempt.using) as rollback:
                 held, record = lock.acquire_and_read(lambda: self._read(attempt))
@@ -539,9 +558,8 @@ class Guard:
                     return decision
                 if lock.expires:
                     renewal = heartbeat.keep(lock.renew, attempt.options.lease)
-                watch_later(
-                    attempt.request, attempt.scope, attempt.fingerprint, attempt.key, self.sender
-                )
+                if not lock.watches:
+                    watch_later(seen)
                 response = _call(attempt, call_view)
                 if not attempt.options.store(response):
                     if rolls_back(response):
@@ -559,12 +577,17 @@ class Guard:
                     rollback()
                     discard(stored.body_file)
                     return _lost
+                kept = True
                 return Executed(response, stored=True)
         finally:
             # After the commit: a duplicate that takes the lock next reads this outcome.
             if renewal is not None:
                 renewal.stop()
-            lock.release()
+            if not (kept and lock.expires and attempt.options.ttl > attempt.options.lease):
+                lock.release()
+            # Else the record, committed now, answers every attempt until after the lock
+            # expired by itself: freeing it would cost a round trip for nobody. One that
+            # finds the lock held reads the record again (_try).
 
     # The durable path.
 
@@ -619,8 +642,10 @@ class Guard:
 
         return heartbeat.keep(renew, lease, using)
 
-    def _run_durable(self, attempt: Attempt, call_view: Callable[[], HttpResponseBase]) -> Outcome:
-        watch_later(attempt.request, attempt.scope, attempt.fingerprint, attempt.key, self.sender)
+    def _run_durable(
+        self, attempt: Attempt, call_view: Callable[[], HttpResponseBase], seen: Sighting | None
+    ) -> Outcome:
+        watch_later(seen)
         renewal = self._keep_reservation(attempt)
         try:
             if not attempt.options.atomic:

@@ -13,32 +13,42 @@ was granted (S8). Correctness never rests on the lock alone: the unique constrai
 - MySQL/MariaDB: a named lock (``GET_LOCK``), freed by ``RELEASE_LOCK`` after the
   commit, or when the connection drops.
 - SQLite and other databases: no lock; the engine commits a durable reservation.
-- ``cache``: Redis through django-redis, redis-py's lock: an owner token, ``SET NX PX``,
-  and a compare-and-delete release, so a late holder never frees another's lock. Its
-  expiry is the lease, renewed while the view runs (S9).
+- ``cache``: Redis through django-redis: an owner token, ``SET NX PX``, and a
+  compare-and-delete release, so a late holder never frees another's lock. Its expiry
+  is the lease, renewed while the view runs (S9). A holder whose outcome is kept leaves
+  it to expire rather than free it (see the engine): every later attempt is answered
+  by the record.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
+import secrets
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.cache import caches
 from django.db import connections
 
 from idempotent_post.models import IdempotencyRecord
 
+if TYPE_CHECKING:
+    from idempotent_post.doublesubmit import Sighting
+
 try:
     # Imported with the app, not on the first request: redis-py's modules import each
     # other, and threads importing them at once see half-initialised modules.
     from django_redis import get_redis_connection
-    from redis.exceptions import LockError, RedisError
+    from redis.exceptions import RedisError
 except ImportError:  # the cache backend is optional; checks refuse it without django-redis
     get_redis_connection = None  # type: ignore[assignment]
-    LockError = RedisError = Exception  # type: ignore[assignment,misc]
+    RedisError = Exception  # type: ignore[assignment,misc]
 
 LOCK_PREFIX = "idempotent_post:lock:"
+
+logger = logging.getLogger("idempotent_post")
 
 Read = Callable[[], "IdempotencyRecord | None"]
 
@@ -57,8 +67,10 @@ class Lock:
 
     #: Whether it expires unless renewed (a lease): only then does a heartbeat keep it.
     expires = False
+    #: Whether :meth:`acquire` watches the double-submit sighting it is given (O2).
+    watches = False
 
-    def acquire(self) -> bool:
+    def acquire(self, sighting: Sighting | None = None) -> bool:
         """Take the lock without waiting; ``False`` when another attempt holds it."""
         raise NotImplementedError
 
@@ -85,7 +97,7 @@ class PostgresAdvisoryLock(Lock):
         self.scope = scope
         self.key = key
 
-    def acquire(self) -> bool:
+    def acquire(self, sighting: Sighting | None = None) -> bool:
         with connections[self.using].cursor() as cursor:
             cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [self.number])
             return bool(cursor.fetchone()[0])
@@ -107,7 +119,7 @@ class MySQLNamedLock(Lock):
         self.using = using
         self.name = "idempotent_post:" + ident.hex()[:40]
 
-    def acquire(self) -> bool:
+    def acquire(self, sighting: Sighting | None = None) -> bool:
         with connections[self.using].cursor() as cursor:
             cursor.execute("SELECT GET_LOCK(%s, 0)", [self.name])
             return cursor.fetchone()[0] == 1
@@ -118,25 +130,39 @@ class MySQLNamedLock(Lock):
 
 
 class CacheLock(Lock):
-    """A Redis lock through django-redis, with an expiry equal to the lease."""
+    """A Redis lock through django-redis, with an expiry equal to the lease.
+
+    ``SET NX PX`` with an owner token takes it; Lua scripts renew and free it only while
+    the token is still there. :meth:`acquire` sends a double-submit sighting in the same
+    round trip (O2).
+    """
 
     expires = True
+    watches = True
 
     def __init__(self, alias: str, ident: bytes, lease: float) -> None:
         try:
-            name = caches[alias].make_key(LOCK_PREFIX + ident.hex())
-            client = get_redis_connection(alias)  # type: ignore[misc]
+            self.name = caches[alias].make_key(LOCK_PREFIX + ident.hex())
+            self.client = get_redis_connection(alias)  # type: ignore[misc]
         except Exception as error:  # a misconfigured or unreachable cache alike
             raise LockUnavailable(str(error)) from error
-        self._lock: Any = client.lock(name, timeout=lease, blocking=False, thread_local=False)
+        self.lease_ms = max(1, int(lease * 1000))
+        self.token = secrets.token_hex(16)
         self.held = False
 
-    def acquire(self) -> bool:
+    def acquire(self, sighting: Sighting | None = None) -> bool:
         """Taken by the engine before its transaction, so a Redis failure can choose the path."""
         try:
-            self.held = bool(self._lock.acquire())
+            pipeline = self.client.pipeline(transaction=False)
+            pipeline.set(self.name, self.token, nx=True, px=self.lease_ms)
+            if sighting is not None:
+                sighting.queue(pipeline)
+            results = pipeline.execute()
         except (RedisError, OSError) as error:
             raise LockUnavailable(str(error)) from error
+        self.held = bool(results[0])
+        if sighting is not None:
+            sighting.judge(bool(results[1]), results[2])
         return self.held
 
     def acquire_and_read(self, read: Read) -> tuple[bool, IdempotencyRecord | None]:
@@ -146,20 +172,55 @@ class CacheLock(Lock):
 
     def renew(self) -> bool:
         try:
-            self._lock.reacquire()
-        except LockError:
-            return False  # it expired and another attempt may hold it now
+            return bool(
+                _script(RENEW, self.client)(
+                    keys=[self.name], args=[self.token, self.lease_ms], client=self.client
+                )
+            )
         except (RedisError, OSError):
             return True  # Redis is away; the lock lives on until its expiry, if at all
-        return True
 
     def release(self) -> None:
-        try:
-            self._lock.release()
-        except LockError:
-            pass  # The lease ran out and the lock expired or passed on: not ours to free.
-        except (RedisError, OSError):
-            pass  # Redis went away; the lock expires with its lease.
+        if not self.held:
+            return
+        # Only while the token is still ours: a lease that ran out may have passed it on.
+        with contextlib.suppress(RedisError, OSError):  # else it expires with its lease
+            _script(RELEASE, self.client)(keys=[self.name], args=[self.token], client=self.client)
+        self.held = False
+
+
+RENEW = """
+if redis.call("get", KEYS[1]) == ARGV[1] then
+    return redis.call("pexpire", KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+RELEASE = """
+if redis.call("get", KEYS[1]) == ARGV[1] then
+    return redis.call("del", KEYS[1])
+end
+return 0
+"""
+
+_scripts: dict[str, Any] = {}
+
+
+def _script(source: str, client: Any) -> Any:
+    # redis-py's Script runs EVALSHA, and loads the script where Redis lost it.
+    if source not in _scripts:
+        _scripts[source] = client.register_script(source)
+    return _scripts[source]
+
+
+def redis_client(alias: str) -> Any:
+    """The django-redis client of cache ``alias``, ``None`` for any other kind of cache."""
+    if get_redis_connection is None:
+        return None
+    try:
+        return get_redis_connection(alias)
+    except NotImplementedError:
+        return None
 
 
 def database_lock(using: str, scope: str, key: str) -> Lock | None:
@@ -175,3 +236,13 @@ def database_lock(using: str, scope: str, key: str) -> Lock | None:
 def cache_lock(alias: str, scope: str, key: str, lease: float) -> Lock:
     """The Redis lock of (scope, key); raises :class:`LockUnavailable`."""
     return CacheLock(alias, lock_id(scope, key), lease)
+
+
+def free_cache_lock(alias: str, scope: str, key: str) -> None:
+    """Delete the cache lock of (scope, key), whoever holds it; a failure is only logged."""
+    try:
+        client = redis_client(alias)
+        if client is not None:
+            client.delete(caches[alias].make_key(LOCK_PREFIX + lock_id(scope, key).hex()))
+    except Exception:
+        logger.warning("Could not free the cache lock of key %r (%s).", key, scope, exc_info=True)

@@ -14,7 +14,9 @@ from django.apps import apps
 from django.db import router, transaction
 
 from idempotent_post import responses
+from idempotent_post.conf import conf
 from idempotent_post.engine import records_database
+from idempotent_post.locks import free_cache_lock
 from idempotent_post.models import IdempotencyRecord
 
 logger = logging.getLogger("idempotent_post")
@@ -73,6 +75,10 @@ def forget(record: IdempotencyRecord, user: Any, via: str) -> bool:
             _log_deletion(record, user, message)
         if body_file:
             transaction.on_commit(partial(responses.discard, body_file), using=using)
+    if record.state == IdempotencyRecord.State.COMPLETED and conf.LOCK_BACKEND == "cache":
+        # Its holder left the cache lock to expire (the record answered for it): free it,
+        # so that the next request runs the view now rather than after the lease.
+        free_cache_lock(conf.CACHE, record.scope, record.key)
     logger.warning("%s (user %s)", message, user.get_username())
     return True
 
