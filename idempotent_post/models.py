@@ -12,6 +12,9 @@ from django.utils import timezone
 LOCK_AND_READ_FUNCTION = "idempotent_post_lock_and_read"
 NOT_LOCKED = -1
 
+#: Fields the engine never reads back: its reads leave them out (see RecordManager.lookup).
+UNREAD_FIELDS = frozenset({"method", "path", "retry_count", "created_at", "completed_at"})
+
 # Fields whose database value is the Python value itself when it has one of these types,
 # on every backend, as is ``None`` (NULL) for every field of the table: the insert skips
 # their preparation, which cost more than the statement's round trip.
@@ -35,8 +38,7 @@ class RecordManager(models.Manager["IdempotencyRecord"]):
             table = qn(meta.db_table)
             fields = [f for f in meta.concrete_fields if not f.primary_key]
             names = [qn(str(f.column)) for f in fields]
-            pk = qn(str(meta.pk.column)) if meta.pk else qn("id")
-            columns = ", ".join(f"r.{name}" for name in [pk, *names])
+            columns = ", ".join(f"r.{qn(str(f.column))}" for f in self._read_fields())
             where = f"r.{qn('scope')} = %s AND r.{qn('key')} = %s"
             cache[using] = {
                 "read": f"SELECT {columns} FROM {table} r WHERE {where}",
@@ -50,13 +52,21 @@ class RecordManager(models.Manager["IdempotencyRecord"]):
             }
         return cache[using]
 
+    def _read_fields(self) -> list[Any]:
+        """The fields the engine's reads select, in the model's order; the rest are deferred.
+
+        Timestamps cost the most to load, and only those that decide are read.
+        """
+        meta = self.model._meta
+        return [f for f in meta.concrete_fields if f.name not in UNREAD_FIELDS]
+
     def _converters(self, using: str) -> tuple[list[str], list[tuple[Any, list[Any]]]]:
         """The columns the reads select, and each one's database converters (as the ORM's)."""
         cache: dict[str, Any] = self.__dict__.setdefault("_converter_cache", {})
         if using not in cache:
             connection = connections[using]
             meta = self.model._meta
-            fields = [meta.pk, *(f for f in meta.concrete_fields if not f.primary_key)]
+            fields = self._read_fields()
             columns = [field.get_col(meta.db_table) for field in fields]  # type: ignore[union-attr]
             cache[using] = (
                 [str(field.attname) for field in fields],  # type: ignore[union-attr]
@@ -89,7 +99,11 @@ class RecordManager(models.Manager["IdempotencyRecord"]):
         return self.model.from_db(using, names, values)
 
     def lookup(self, using: str, scope: str, key: str) -> IdempotencyRecord | None:
-        """The record of (scope, key), or ``None``: one indexed read."""
+        """The record of (scope, key), or ``None``: one indexed read.
+
+        What the engine decides and replays by; the fields of ``UNREAD_FIELDS`` load from
+        the database when first used (Django's deferred fields).
+        """
         return self._fetch(using, self._sql(using)["read"], [scope, key])
 
     def lock_and_lookup(

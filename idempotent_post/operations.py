@@ -31,7 +31,8 @@ def lookup(scope: str, key: str, using: str | None = None) -> IdempotencyRecord 
     counts. ``using`` is the database alias of the records (default: the
     ``IDEMPOTENT_POST_DATABASE`` setting, else the router's choice).
     """
-    return IdempotencyRecord.objects.lookup(using or records_database(), scope, key)
+    records = IdempotencyRecord.objects.using(using or records_database())
+    return records.filter(scope=scope, key=key).first()
 
 
 def describe(record: IdempotencyRecord) -> str:

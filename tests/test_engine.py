@@ -253,3 +253,26 @@ def test_query_count_non_atomic_view(client, new_key, django_assert_num_queries)
     """atomic=False: a durable reservation and its completion, each its own commit."""
     # read, reservation INSERT, the view's INSERT, completing UPDATE
     _count(django_assert_num_queries, client, "/t/nonatomic/", new_key(), 4)
+
+
+def test_replay_read_leaves_out_what_the_engine_never_uses(client, new_key):
+    """The timestamps and request details are not loaded on the hot path, yet still load."""
+    from idempotent_post import signals
+    from idempotent_post.models import UNREAD_FIELDS
+
+    key = new_key()
+    post(client, "/t/plain/", key)
+    received = []
+
+    def receiver(sender, record, **kwargs):
+        received.append(record)
+
+    signals.replayed.connect(receiver)
+    try:
+        assert post(client, "/t/plain/", key)["Idempotent-Replayed"] == "true"
+    finally:
+        signals.replayed.disconnect(receiver)
+    (record,) = received
+    assert record.get_deferred_fields() == UNREAD_FIELDS
+    assert (record.method, record.path) == ("POST", "/t/plain/")  # loaded on use
+    assert record.completed_at is not None
