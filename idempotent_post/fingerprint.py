@@ -385,12 +385,20 @@ def _is_json(content_type: str) -> bool:
     return content_type == "application/json" or content_type.endswith("+json")
 
 
+def _content_type(request: Any) -> str:
+    # Django parsed it when it built the request; a request built otherwise has not.
+    parsed = getattr(_django_request(request), "content_type", None)
+    if parsed is None:
+        parsed, _ = parse_header_parameters(request.META.get("CONTENT_TYPE", ""))
+    return parsed  # type: ignore[no-any-return]
+
+
 def default(request: Any) -> str:
     """SHA-256 over method, full path and canonical body."""
     digest = hashlib.sha256()
     digest.update(request.method.encode() + b"\n")
     digest.update(_text(request.get_full_path()) + b"\n")
-    content_type, _ = parse_header_parameters(request.META.get("CONTENT_TYPE", ""))
+    content_type = _content_type(request)
     if content_type == "multipart/form-data":
         # Django's parse, which DRF hands over when it parsed first: alike either way.
         _update_multipart(digest, request)
