@@ -13,15 +13,16 @@ is the report. On Redis (django-redis) that is one round trip, and it shares one
 - with the cache lock, a keyed request's sighting goes in the lock's own round trip
   (:meth:`idempotent_post.locks.CacheLock.acquire`);
 - otherwise a background thread watches keyed requests, as many as have queued up in
-  one round trip, so that the watch costs a guarded view neither latency nor a round
-  trip of its own.
+  one round trip, a twentieth of a second later at most, so that the watch costs a
+  guarded view neither latency nor a round trip of its own.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
+import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,8 @@ PREFIX = "idempotent_post:recent:"
 
 #: The most sightings the background thread sends in one round trip.
 BATCH = 100
+#: Seconds between the background thread's looks at its queue.
+POLL = 0.05
 
 
 @dataclass(frozen=True)
@@ -104,43 +107,55 @@ def watch_unkeyed(request: Any, scope: Any, fingerprint: Any, sender: Any) -> No
     watch([Sighting(request, scope_value, fingerprint_value, "", sender)])
 
 
-_pending: queue.Queue[Sighting] = queue.Queue()
+_pending: deque[Sighting] = deque()
 _worker_lock = threading.Lock()
 _worker: threading.Thread | None = None
+#: Notified each time a batch was judged; guards ``_judging``.
+_judged = threading.Condition()
+_judging = 0
 
 
 def watch_later(seen: Sighting | None) -> None:
-    """Watch a keyed request from the background thread (started on first use)."""
+    """Watch a keyed request from the background thread (started on first use).
+
+    Appending wakes nobody: the thread looks every ``POLL`` seconds and sends what
+    queued up as one batch, so a request pays neither a round trip nor a thread switch.
+    """
     global _worker
     if seen is None:
         return
-    with _worker_lock:
-        if _worker is None or not _worker.is_alive():
-            _worker = threading.Thread(target=_work, name="idempotent-post-watch", daemon=True)
-            _worker.start()
-    _pending.put(seen)
+    if _worker is None or not _worker.is_alive():
+        with _worker_lock:
+            if _worker is None or not _worker.is_alive():
+                _worker = threading.Thread(target=_work, name="idempotent-post-watch", daemon=True)
+                _worker.start()
+    _pending.append(seen)
 
 
 def drain() -> None:
-    """Wait until every watch queued so far has run (for tests)."""
-    _pending.join()
+    """Wait until every watch queued so far has been judged (for tests)."""
+    with _judged:
+        while _pending or _judging:
+            _judged.wait(POLL)
 
 
 def _work() -> None:
+    global _judging
     while True:
-        batch = [_pending.get()]
-        while len(batch) < BATCH:
-            try:
-                batch.append(_pending.get_nowait())
-            except queue.Empty:
-                break
+        if not _pending:
+            time.sleep(POLL)
+            continue
+        with _judged:
+            batch = [_pending.popleft() for _ in range(min(len(_pending), BATCH))]
+            _judging += len(batch)
         try:
             watch(batch)
         except Exception:
             logger.exception("A double_submit_suspected receiver failed.")
         finally:
-            for _ in batch:
-                _pending.task_done()
+            with _judged:
+                _judging -= len(batch)
+                _judged.notify_all()
 
 
 def watch(sightings: Iterable[Sighting]) -> None:
