@@ -6,6 +6,7 @@ from functools import cached_property
 from pathlib import Path
 
 import pytest
+from django.core.signals import setting_changed
 
 from idempotent_post.conf import Settings, conf
 
@@ -68,6 +69,9 @@ def test_D4_defaults(settings, name):
     # The test settings set some of them: read the default with the setting gone.
     if hasattr(settings, f"IDEMPOTENT_POST_{name}"):
         delattr(settings, f"IDEMPOTENT_POST_{name}")
+        # pytest-django 4.8 deletes a setting without sending setting_changed (later
+        # versions send it): say it, as Django's override_settings would.
+        setting_changed.send(sender=None, setting=f"IDEMPOTENT_POST_{name}", value=None, enter=True)
     value = getattr(conf, name)
     assert value == DEFAULTS[name]
     assert type(value) is type(DEFAULTS[name])
