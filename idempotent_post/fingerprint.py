@@ -40,6 +40,7 @@ answers it with a 400 or 415 anyway).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -259,13 +260,18 @@ def _plain_json(body: bytes) -> bytes:
 
 
 def _update_json(digest: Any, body: bytes) -> None:
+    # A retry sends the same bytes again: the form of a small body is remembered by them.
+    digest.update(_remembered_json_form(body) if len(body) <= REMEMBERED_BODY else _json_form(body))
+
+
+def _json_form(body: bytes) -> bytes:
+    """What a JSON body's fingerprint hashes: its canonical form, else its bytes."""
     # Fewer brackets than the depth limit: certainly not too deep for the fast path.
     if body.count(b"[") + body.count(b"{") < MAX_JSON_DEPTH:
         with contextlib.suppress(_NotPlain, ValueError, RecursionError):
             # Otherwise (not JSON, say, or an integer past what int() reads) the general
             # path below decides.
-            digest.update(_plain_json(body))
-            return
+            return _plain_json(body)
     try:
         parsed = json.loads(
             body,
@@ -274,12 +280,17 @@ def _update_json(digest: Any, body: bytes) -> None:
             parse_constant=_Number,
             object_pairs_hook=_Object,
         )
-        canonical = _canonical(parsed, set(), MAX_JSON_DEPTH)
+        return _canonical(parsed, set(), MAX_JSON_DEPTH)
     except (ValueError, RecursionError, _TooDeep):
         # Not JSON after all (or too deep to canonicalise): the bytes are the fingerprint.
-        digest.update(body)
-        return
-    digest.update(canonical)
+        return body
+
+
+#: JSON bodies up to this many bytes have their canonical form remembered (at most 256 of
+#: them, so at most 2 MB with the bodies themselves): parsing costs more than the hash.
+REMEMBERED_BODY = 4096
+
+_remembered_json_form = functools.lru_cache(maxsize=256)(_json_form)
 
 
 # F2, F4: form bodies by their bytes, repeated fields in order.

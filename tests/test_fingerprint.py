@@ -755,3 +755,24 @@ def drf_fp(rf, body, content_type, parsed_first):
 )
 def test_E4_parsed_first_or_not_fingerprints_alike(rf, body, content_type):
     assert drf_fp(rf, body, content_type, True) == drf_fp(rf, body, content_type, False)
+
+
+def test_F4_a_remembered_json_form_is_the_form_of_those_bytes(rf):
+    # A retry sends the same bytes: their form is remembered, never another body's.
+    one, two = b'{"b": 1, "a": [1, 2]}', b'{"a": [1, 2], "b": 2}'
+    first = json_fp(rf, one)
+    assert json_fp(rf, two) != first
+    assert json_fp(rf, one) == first
+    assert fingerprint._remembered_json_form(one) == fingerprint._json_form(one)
+    assert fingerprint._remembered_json_form(b"not json") == b"not json"
+
+
+def test_F4_only_small_json_bodies_are_remembered_and_only_so_many(rf):
+    remembered = fingerprint._remembered_json_form
+    remembered.cache_clear()
+    large = b'{"a": "' + b"x" * fingerprint.REMEMBERED_BODY + b'"}'
+    json_fp(rf, large)
+    assert remembered.cache_info().currsize == 0
+    for n in range(remembered.cache_info().maxsize + 10):
+        json_fp(rf, b'{"n": %d}' % n)
+    assert remembered.cache_info().currsize == remembered.cache_info().maxsize == 256
