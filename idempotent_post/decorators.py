@@ -73,14 +73,26 @@ def _refuse_wrong_order(view: Any) -> None:
         raise TypeError(_ORDER_HELP)
 
 
-def _finalized(request: Any, response: HttpResponseBase) -> HttpResponseBase:
-    """Give a DRF ``Response`` its renderer now, so that its body can be stored.
+def _answered(request: Any, call: Callable[[], HttpResponseBase]) -> HttpResponseBase:
+    """The view's answer, rendered as DRF would render it, so that its body can be stored.
+
+    On a DRF view an exception that DRF answers (a ``ValidationError``'s 400, a 404, a
+    throttle's 429) is the view's answer, given here by the view's own
+    ``handle_exception``: the engine keeps it like a returned 4xx and undoes the view's
+    writes, as for any exception (S6, T1). What DRF does not answer is raised on.
 
     DRF renders only after the handler returns, in ``APIView.dispatch``; the engine
     stores the body before that, inside the view's transaction. DRF's own second
     ``finalize_response`` then finds the body rendered. Duck-typed: no DRF import here.
     """
     view = (getattr(request, "parser_context", None) or {}).get("view")
+    try:
+        response = call()
+    except Exception as error:
+        if view is None:
+            raise
+        # Marks the response as an exception's answer; raises again what DRF leaves alone.
+        response = view.handle_exception(error)
     unrendered = hasattr(response, "data") and not hasattr(response, "accepted_renderer")
     if view is not None and unrendered:
         response = view.finalize_response(request, response)
@@ -242,7 +254,7 @@ def idempotent(
                     with running(guard.unkeyed(request)):
                         return func(*args, **kwargs)
                 outcome = guard.run(
-                    request, key, lambda: _finalized(request, func(*args, **kwargs))
+                    request, key, lambda: _answered(request, lambda: func(*args, **kwargs))
                 )
                 return respond(guard, outcome)
 

@@ -216,6 +216,12 @@ def rolls_back(response: HttpResponseBase) -> bool:
     return response.status_code >= 400
 
 
+def answers_an_exception(response: HttpResponseBase) -> bool:
+    """Whether ``response`` is a view's answer to its own exception: its writes are undone
+    whether it is kept or not (T1). DRF's ``handle_exception`` marks the ones it makes."""
+    return getattr(response, "exception", False) is True
+
+
 # The attempt, and what a view sees of it.
 
 
@@ -562,23 +568,35 @@ class Guard:
                     watch_later(seen)
                 response = _call(attempt, call_view)
                 if not attempt.options.store(response):
-                    if rolls_back(response):
+                    if rolls_back(response) or answers_an_exception(response):
                         rollback()
                     return Executed(response, stored=False)
                 stored, response = capture(response)
-                try:
-                    # No savepoint: a failed insert only marks the transaction for rollback.
-                    saved = self._replace(attempt, decision.previous, _completed(attempt, stored))
-                except IntegrityError:
-                    saved = None
-                if saved is None:
-                    # Another attempt committed the key first, past the lock (a lost Redis
-                    # lock, a fallback): undo this run and answer as the record says (S12).
-                    rollback()
-                    discard(stored.body_file)
-                    return _lost
-                kept = True
-                return Executed(response, stored=True)
+                if answers_an_exception(response):
+                    rollback()  # its writes go; its answer is kept below, on its own
+                else:
+                    try:
+                        # No savepoint: a failed insert only marks the transaction for
+                        # rollback.
+                        saved = self._replace(
+                            attempt, decision.previous, _completed(attempt, stored)
+                        )
+                    except IntegrityError:
+                        saved = None
+                    if saved is None:
+                        # Another attempt committed the key first, past the lock (a lost
+                        # Redis lock, a fallback): undo this run and answer as the record
+                        # says (S12).
+                        rollback()
+                        discard(stored.body_file)
+                        return _lost
+                    kept = True
+                    return Executed(response, stored=True)
+            # The answer to the view's own exception, its writes rolled back (S6, T1).
+            kept = self._keep_alone(attempt, lock, stored)
+            if not kept:
+                discard(stored.body_file)
+            return Executed(response, stored=kept)
         finally:
             # After the commit: a duplicate that takes the lock next reads this outcome.
             if renewal is not None:
@@ -588,6 +606,27 @@ class Guard:
             # Else the record, committed now, answers every attempt until after the lock
             # expired by itself: freeing it would cost a round trip for nobody. One that
             # finds the lock held reads the record again (_try).
+
+    def _keep_alone(self, attempt: Attempt, lock: Lock, stored: StoredResponse) -> bool:
+        """Keep ``stored`` in a transaction of its own, if the key is still this attempt's.
+
+        The answer a view gave to its own exception is kept after its writes were rolled
+        back. Redis and MySQL locks outlive that rollback; PostgreSQL's is taken again,
+        and an attempt that took the key in between keeps its own answer instead.
+        """
+        with _atomic(attempt.using) as rollback:
+            held, record = lock.acquire_and_read(lambda: self._read(attempt))
+            decision = decide(record, attempt.fingerprint, timezone.now()) if held else Busy()
+            if not isinstance(decision, Run):
+                return False
+            try:
+                saved = self._replace(attempt, decision.previous, _completed(attempt, stored))
+            except IntegrityError:
+                saved = None
+            if saved is None:
+                rollback()
+                return False
+            return True
 
     # The durable path.
 
@@ -655,14 +694,22 @@ class Guard:
             with _atomic(attempt.using) as rollback:
                 response = _call(attempt, call_view)
                 kept = attempt.options.store(response)
+                undone = answers_an_exception(response)
                 if kept:
                     stored, response = capture(response)
+                if undone or (not kept and rolls_back(response)):
+                    rollback()
+                elif kept:
                     completed = self._complete(attempt, stored)
                     if not completed:
                         rollback()  # taken over: the new holder's outcome counts (S9)
                         discard(stored.body_file)
-                elif rolls_back(response):
-                    rollback()
+            if kept and undone:
+                # The answer to the view's own exception, its writes rolled back (S6, T1):
+                # the reservation, committed before, holds the key meanwhile.
+                completed = self._complete(attempt, stored)
+                if not completed:
+                    discard(stored.body_file)
         except BaseException:
             renewal.stop()
             self._release(attempt)

@@ -118,15 +118,24 @@ class MySQLNamedLock(Lock):
     def __init__(self, using: str, ident: bytes) -> None:
         self.using = using
         self.name = "idempotent_post:" + ident.hex()[:40]
+        self.held = False
 
     def acquire(self, sighting: Sighting | None = None) -> bool:
+        if self.held:
+            # Taken again after a rollback: it is still this connection's, and MySQL
+            # would count a second GET_LOCK that one RELEASE_LOCK does not undo.
+            return True
         with connections[self.using].cursor() as cursor:
             cursor.execute("SELECT GET_LOCK(%s, 0)", [self.name])
-            return cursor.fetchone()[0] == 1
+            self.held = cursor.fetchone()[0] == 1
+        return self.held
 
     def release(self) -> None:
+        if not self.held:
+            return
         with connections[self.using].cursor() as cursor:
             cursor.execute("SELECT RELEASE_LOCK(%s)", [self.name])
+        self.held = False
 
 
 class CacheLock(Lock):

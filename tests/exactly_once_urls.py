@@ -20,4 +20,6 @@ urlpatterns = [
     path("eo/durable/", views.durable_in_guard),
     path("eo/durable-non-atomic/", views.durable_non_atomic),
     path("eo/server-error/", views.server_error),
+    path("eo/drf-raising/", views.drf_raising),
+    path("eo/drf-raising-non-atomic/", views.drf_raising_non_atomic),
 ]

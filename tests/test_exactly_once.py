@@ -573,3 +573,89 @@ def test_T4_S12_run_losing_at_the_insert_rolls_back_and_replays(
     # Its writes were rolled back with the record it could not insert.
     assert Widget.objects.filter(name=name).count() == 1
     assert records_in(records_alias, key).count() == 1
+
+
+# S6, T1: on a DRF view, an exception that DRF answers is the view's answer.
+
+
+def raising(client, key, name, raises, url="/eo/drf-raising/", **extra):
+    return post(client, url, key, body={"name": name, "raise": raises}, **extra)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("raises", "status"), [("invalid", 400), ("missing", 404)])
+def test_S6_T1_drf_4xx_raised_by_the_view_is_kept_and_its_writes_undone(
+    client, new_key, name, lock_backend, raises, status
+):
+    key = new_key()
+    first = raising(client, key, name, raises)
+    assert first.status_code == status
+    assert "Idempotent-Replayed" not in first
+    assert not Widget.objects.filter(name=name).exists()  # written, then rolled back
+    again = raising(client, key, name, raises)
+    assert again.status_code == status
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.content == first.content
+    assert again["Content-Type"] == first["Content-Type"] == "application/json"
+    assert effects[f"raised:{name}"] == 1  # the retry did not run the view
+    assert record_of(key).status_code == status
+    assert not Widget.objects.filter(name=name).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("raises", "status"), [("throttled", 429), ("crash", 500)])
+def test_S6_S11_drf_transient_or_unanswered_exception_is_not_kept(
+    client, new_key, name, lock_backend, raises, status
+):
+    key = new_key()
+    assert raising(client, key, name, raises).status_code == status
+    again = raising(client, key, name, raises)
+    assert again.status_code == status
+    assert "Idempotent-Replayed" not in again
+    assert effects[f"raised:{name}"] == 2  # released: the retry ran the view again
+    assert not IdempotencyRecord.objects.filter(key=key).exists()
+    assert not Widget.objects.filter(name=name).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_S6_drf_4xx_raised_by_an_atomic_false_view_is_kept_with_its_writes(client, new_key, name):
+    # Without a transaction there is nothing to undo: what the view wrote stays, as any
+    # atomic=False view's writes do.
+    key = new_key()
+    url = "/eo/drf-raising-non-atomic/"
+    assert raising(client, key, name, "invalid", url).status_code == 400
+    again = raising(client, key, name, "invalid", url)
+    assert again["Idempotent-Replayed"] == "true"
+    assert effects[f"raised:{name}"] == 1
+    assert Widget.objects.filter(name=name).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_S6_a_raised_4xx_whose_key_was_taken_meanwhile_is_answered_not_kept(
+    postgres, client, new_key, name, lock_backend, gate
+):
+    # Between the rollback of the view's writes and the keeping of its answer, another
+    # attempt's record for the key commits (here: written directly): that one stays.
+    key = new_key()
+    held = gate()
+    thread, result = run_in_thread(
+        lambda: raising(
+            Client(raise_request_exception=False), key, name, "invalid", HTTP_X_GATE=held.name
+        )
+    )
+    assert held.entered.wait(10)
+    IdempotencyRecord.objects.create(
+        scope="anonymous",
+        key=key,
+        state=IdempotencyRecord.State.COMPLETED,
+        fingerprint="another request",
+        status_code=201,
+        response_body=b"{}",
+        expires_at=timezone.now() + timedelta(hours=1),
+    )
+    held.release()
+    thread.join(10)
+    assert result[0].status_code == 400
+    assert "Idempotent-Replayed" not in result[0]
+    assert record_of(key).fingerprint == "another request"
+    assert not Widget.objects.filter(name=name).exists()

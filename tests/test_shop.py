@@ -166,6 +166,27 @@ def test_m0_api_with_too_little_stock_is_a_400(client, product):
     assert stock(product) == STOCK
 
 
+def test_m2_s6_a_refused_order_is_kept_like_any_4xx(client, product):
+    # The serializer raises; DRF's 400 is the view's answer, kept for the key (S6).
+    too_many = {"product": product.pk, "quantity": STOCK + 1}
+    first = order_api(client, too_many, "big-order", **token("alice"))
+    again = order_api(client, too_many, "big-order", **token("alice"))
+    assert first.status_code == again.status_code == 400
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+    # A corrected order is another request: it needs another key (F1).
+    fixed = order_api(client, {"product": product.pk, "quantity": 1}, "big-order", **token("alice"))
+    assert fixed.status_code == 422
+    assert (
+        order_api(
+            client, {"product": product.pk, "quantity": 1}, "new", **token("alice")
+        ).status_code
+        == 201
+    )
+    assert Order.objects.count() == 1
+    assert stock(product) == STOCK - 1
+
+
 def test_m0_a_failed_order_insert_gives_the_stock_back(product):
     taken = place_order(Order(product=product, quantity=1))
     with pytest.raises(IntegrityError):

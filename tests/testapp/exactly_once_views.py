@@ -21,6 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import FormView
 from rest_framework import status
 from rest_framework.decorators import api_view
+from rest_framework.exceptions import NotFound, Throttled, ValidationError
 from rest_framework.response import Response
 
 from idempotent_post import idempotent
@@ -237,3 +238,34 @@ durable_non_atomic = csrf_exempt(idempotent(atomic=False)(_durable_create))
 def server_error(request):
     Widget.objects.create(name=_name(request))
     return HttpResponse("it broke", status=500, content_type="text/plain")
+
+
+# S6, T1: a DRF view that answers by raising.
+
+RAISES = {
+    "invalid": lambda: ValidationError({"name": ["This name is refused."]}),
+    "missing": lambda: NotFound(),
+    "throttled": lambda: Throttled(wait=1),
+    "crash": lambda: RuntimeError("the view failed"),
+}
+
+
+def _write_then_raise(request):
+    """Write a widget, then answer by raising what the body names; counts ``raised:<name>``."""
+    name = str(request.data["name"])
+    count(f"raised:{name}")
+    Widget.objects.create(name=name)
+    shared_views._checkpoint(request)
+    raise RAISES[request.data["raise"]]()
+
+
+@api_view(["POST"])
+@idempotent(required=True)
+def drf_raising(request):
+    _write_then_raise(request)
+
+
+@api_view(["POST"])
+@idempotent(required=True, atomic=False)
+def drf_raising_non_atomic(request):
+    _write_then_raise(request)
