@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+import django
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -157,7 +158,11 @@ CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 
 # E-mails are kept in the database and listed on /payments/; nothing leaves the machine.
-EMAIL_BACKEND = "demo_project.shop.mail.DatabaseEmailBackend"
+# Django 6.1 names its e-mail backends in MAILERS; EMAIL_BACKEND is what 5.2 reads.
+if django.VERSION >= (6, 1):
+    MAILERS = {"default": {"BACKEND": "demo_project.shop.mail.DatabaseEmailBackend"}}
+else:
+    EMAIL_BACKEND = "demo_project.shop.mail.DatabaseEmailBackend"
 DEFAULT_FROM_EMAIL = "shop@demo.invalid"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -12,6 +12,7 @@ import os
 import threading
 import uuid
 
+import django
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -94,3 +95,13 @@ def gate():
         each.release()
         views.entered.pop(each.name, None)
         views.gates.pop(each.name, None)
+
+
+@pytest.fixture
+def database_mail(settings):
+    """The demo's e-mail backend (rows on /payments/) instead of the tests' memory one."""
+    backend = "demo_project.shop.mail.DatabaseEmailBackend"
+    if django.VERSION >= (6, 1):
+        settings.MAILERS = {"default": {"BACKEND": backend}}
+    else:
+        settings.EMAIL_BACKEND = backend

@@ -8,6 +8,7 @@ import os
 import tempfile
 
 import dj_database_url
+import django
 
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
@@ -111,3 +112,7 @@ DATABASES["records"] = dict(DATABASES["default"])  # type: ignore[assignment]
 DATABASES["records"]["TEST"] = {"NAME": DATABASES["default"]["TEST"]["NAME"] + "_records"}
 
 SPECTACULAR_SETTINGS = {"SWAGGER_UI_DIST": "SIDECAR", "SWAGGER_UI_FAVICON_HREF": "SIDECAR"}
+
+if django.VERSION >= (6, 1):
+    # Django 6.1 names its e-mail backends here; the test environment swaps in memory ones.
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}

@@ -26,10 +26,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def mug(live_server, settings):
+def mug(live_server, settings, database_mail):
     # Empty: the gateway is this server, at the address the checkout was reached on.
     settings.DEMO_GATEWAY_URL = ""
-    settings.EMAIL_BACKEND = "demo_project.shop.mail.DatabaseEmailBackend"
     call_command("seed_demo", stdout=StringIO())
     return Product.objects.get(name="Ceramic mug")
 
@@ -199,11 +198,10 @@ def test_M7_gateway_requires_a_key_and_replays_a_repeated_one(live_server, mug):
     assert refused.status_code == 400
 
 
-def test_M7_without_a_gateway_url_the_gateway_is_called_in_process(client, settings):
+def test_M7_without_a_gateway_url_the_gateway_is_called_in_process(client, settings, database_mail):
     # The test client has no HTTP server: with DEMO_GATEWAY_URL unset, the same session
     # reaches the same guarded gateway view in-process.
     del settings.DEMO_GATEWAY_URL
-    settings.EMAIL_BACKEND = "demo_project.shop.mail.DatabaseEmailBackend"
     call_command("seed_demo", stdout=StringIO())
     product = Product.objects.get(name="Ceramic mug")
     page = client.get("/checkout/").content.decode()

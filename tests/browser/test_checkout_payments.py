@@ -15,10 +15,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def mug(live_server, settings):
+def mug(live_server, settings, database_mail):
     # Empty: the checkout calls the gateway on this live server, over HTTP.
     settings.DEMO_GATEWAY_URL = ""
-    settings.EMAIL_BACKEND = "demo_project.shop.mail.DatabaseEmailBackend"
     call_command("seed_demo", stdout=StringIO())
     return Product.objects.get(name="Ceramic mug")
 
