@@ -567,31 +567,24 @@ class Guard:
                 if not lock.watches:
                     watch_later(seen)
                 response = _call(attempt, call_view)
+                undone = answers_an_exception(response)
                 if not attempt.options.store(response):
-                    if rolls_back(response) or answers_an_exception(response):
+                    if undone or rolls_back(response):
                         rollback()
                     return Executed(response, stored=False)
                 stored, response = capture(response)
-                if answers_an_exception(response):
+                if undone:
                     rollback()  # its writes go; its answer is kept below, on its own
-                else:
-                    try:
-                        # No savepoint: a failed insert only marks the transaction for
-                        # rollback.
-                        saved = self._replace(
-                            attempt, decision.previous, _completed(attempt, stored)
-                        )
-                    except IntegrityError:
-                        saved = None
-                    if saved is None:
-                        # Another attempt committed the key first, past the lock (a lost
-                        # Redis lock, a fallback): undo this run and answer as the record
-                        # says (S12).
-                        rollback()
-                        discard(stored.body_file)
-                        return _lost
+                elif self._store(attempt, decision.previous, stored):
                     kept = True
                     return Executed(response, stored=True)
+                else:
+                    # Another attempt committed the key first, past the lock (a lost
+                    # Redis lock, a fallback): undo this run and answer as the record
+                    # says (S12).
+                    rollback()
+                    discard(stored.body_file)
+                    return _lost
             # The answer to the view's own exception, its writes rolled back (S6, T1).
             kept = self._keep_alone(attempt, lock, stored)
             if not kept:
@@ -619,14 +612,21 @@ class Guard:
             decision = decide(record, attempt.fingerprint, timezone.now()) if held else Busy()
             if not isinstance(decision, Run):
                 return False
-            try:
-                saved = self._replace(attempt, decision.previous, _completed(attempt, stored))
-            except IntegrityError:
-                saved = None
-            if saved is None:
+            if not self._store(attempt, decision.previous, stored):
                 rollback()
                 return False
             return True
+
+    def _store(
+        self, attempt: Attempt, previous: IdempotencyRecord | None, stored: StoredResponse
+    ) -> bool:
+        """Write the completed record in the locked transaction; ``False`` when another
+        attempt's record got there first (the caller rolls back)."""
+        try:
+            # No savepoint: a failed insert only marks the transaction for rollback.
+            return self._replace(attempt, previous, _completed(attempt, stored)) is not None
+        except IntegrityError:
+            return False
 
     # The durable path.
 
